@@ -133,6 +133,8 @@ class ScanTask(Document):
     processed: int = 0
     total: int = 0
     attempts: int = 0
+    #: Claims allowed before the task ends FAILED; ``retryScan`` raises it.
+    attempt_limit: int = 5
     created_at: UTCDateTime = Field(default_factory=utcnow)
     started_at: UTCDateTime | None = None
     finished_at: UTCDateTime | None = None
@@ -209,6 +211,7 @@ class ScannedMessage(MessageFields, Document):
     uid: int
     flags: list[str] = Field(default_factory=list)
     internal_date: UTCDateTime | None = None
+    finding_count: int = 0
     #: Every task that recorded this message.
     task_ids: list[str] = Field(default_factory=list)
     updated_at: UTCDateTime = Field(default_factory=utcnow)

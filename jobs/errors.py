@@ -2,6 +2,13 @@
 
     MailscanError
      +-- ConfigurationError        a setting is missing or has an invalid value
+     +-- RequestError              a request cannot be done as asked; the API returns it as a
+     |    |                        union member with the same ``code``
+     |    +-- InvalidInputError    a field has an invalid value (``field`` names it)
+     |    +-- NotFoundError        no such object for this user (also another user's object)
+     |    +-- ScanAlreadyRunningError   the account already has an active scan (``task_id``)
+     |    +-- InvalidStateError    the object is in a state that does not allow the operation
+     |    +-- QuotaExceededError   a rate limit was hit (``retry_after_s``)
      +-- ScanError                 a scan cannot go on; ``code`` and ``retryable`` say why
           +-- TransientScanError   worth retrying later (connection drop, timeout, busy server)
           +-- PermanentScanError   retrying cannot help (bad credentials, missing folder, TLS)
@@ -16,6 +23,48 @@ class MailscanError(Exception):
 
 class ConfigurationError(MailscanError):
     """A setting is missing or has an invalid value."""
+
+
+class RequestError(MailscanError):
+    """A request that cannot be done as asked. ``code`` is the API's machine-readable code."""
+
+    code = "BAD_REQUEST"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInputError(RequestError):
+    code = "INVALID_INPUT"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFoundError(RequestError):
+    code = "NOT_FOUND"
+
+
+class ScanAlreadyRunningError(RequestError):
+    code = "SCAN_ALREADY_RUNNING"
+
+    def __init__(self, message: str, task_id: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
+class InvalidStateError(RequestError):
+    code = "INVALID_STATE"
+
+
+class QuotaExceededError(RequestError):
+    code = "QUOTA_EXCEEDED"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ScanError(MailscanError):

@@ -47,8 +47,12 @@ class Settings:
     progress_snapshot_ttl_s: int = 7 * 24 * 3600
     #: Lease a running actor holds on its task, in seconds; renewed at a third of it.
     lease_s: float = 30.0
-    #: Delivery attempts of one scan before it ends FAILED.
+    #: Attempts of one scan before it ends FAILED.
     max_attempts: int = 5
+    #: Delay before the first automatic retry, in seconds; doubles per attempt, with jitter.
+    retry_base_s: float = 2.0
+    #: Longest delay between two automatic retries, in seconds.
+    retry_max_s: float = 300.0
     #: Worker threads per worker process (also the broker prefetch).
     worker_threads: int = 4
     #: Messages larger than this are recorded from their headers only, in bytes.
