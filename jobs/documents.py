@@ -7,8 +7,8 @@ database into timezone-aware UTC ones, because MongoDB drops the offset.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import Enum
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import Annotated
 
 from beanie import Document
 from pydantic import AfterValidator, BaseModel, Field
@@ -32,7 +32,7 @@ def utcnow() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-class ScanStatus(str, Enum):
+class ScanStatus(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     CANCELLING = "CANCELLING"
@@ -45,7 +45,7 @@ TERMINAL_STATUSES = frozenset({ScanStatus.COMPLETED, ScanStatus.FAILED, ScanStat
 ACTIVE_STATUSES = frozenset({ScanStatus.QUEUED, ScanStatus.RUNNING, ScanStatus.CANCELLING})
 
 
-class ScanPhase(str, Enum):
+class ScanPhase(StrEnum):
     QUEUED = "queued"
     CONNECTING = "connecting"
     LISTING = "listing"
@@ -55,13 +55,13 @@ class ScanPhase(str, Enum):
     DONE = "done"
 
 
-class ImapSecurity(str, Enum):
+class ImapSecurity(StrEnum):
     SSL = "SSL"
     STARTTLS = "STARTTLS"
     NONE = "NONE"
 
 
-class FindingKind(str, Enum):
+class FindingKind(StrEnum):
     DANGEROUS_ATTACHMENT = "DANGEROUS_ATTACHMENT"
     DISPLAY_NAME_SPOOF = "DISPLAY_NAME_SPOOF"
     LINK_MISMATCH = "LINK_MISMATCH"
@@ -271,7 +271,3 @@ class Finding(Document):
 
 DOCUMENT_MODELS: list[type[Document]] = [EmailAccount, ScanTask, ScannedMessage, Finding]
 
-
-def document_fields(document: Document) -> dict[str, Any]:
-    """Return the stored fields of ``document`` without its id."""
-    return document.model_dump(exclude={"id", "revision_id"})

@@ -1,17 +1,17 @@
 """Errors raised by mailscan's own code.
 
-    MailscanError
-     +-- ConfigurationError        a setting is missing or has an invalid value
-     +-- RequestError              a request cannot be done as asked; the API returns it as a
-     |    |                        union member with the same ``code``
-     |    +-- InvalidInputError    a field has an invalid value (``field`` names it)
-     |    +-- NotFoundError        no such object for this user (also another user's object)
-     |    +-- ScanAlreadyRunningError   the account already has an active scan (``task_id``)
-     |    +-- InvalidStateError    the object is in a state that does not allow the operation
-     |    +-- QuotaExceededError   a rate limit was hit (``retry_after_s``)
-     +-- ScanError                 a scan cannot go on; ``code`` and ``retryable`` say why
-          +-- TransientScanError   worth retrying later (connection drop, timeout, busy server)
-          +-- PermanentScanError   retrying cannot help (bad credentials, missing folder, TLS)
+MailscanError
+ +-- ConfigurationError        a setting is missing or has an invalid value
+ +-- RequestError              a request cannot be done as asked; the API returns it as a
+ |    |                        union member with the same ``code``
+ |    +-- InvalidInputError    a field has an invalid value (``field`` names it)
+ |    +-- NotFoundError        no such object for this user (also another user's object)
+ |    +-- ScanAlreadyRunningError   the account already has an active scan (``task_id``)
+ |    +-- InvalidStateError    the object is in a state that does not allow the operation
+ |    +-- QuotaExceededError   a rate limit was hit (``retry_after_s``)
+ +-- ScanError                 a scan cannot go on; ``code`` and ``retryable`` say why
+      +-- TransientScanError   worth retrying later (connection drop, timeout, busy server)
+      +-- PermanentScanError   retrying cannot help (bad credentials, missing folder, TLS)
 """
 
 from __future__ import annotations

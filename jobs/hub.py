@@ -9,6 +9,7 @@ last of a task) are kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -76,10 +77,8 @@ class ProgressHub:
     async def stop(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-            except asyncio.CancelledError:
-                pass
         await self._pubsub.aclose()
         logger.info("progress hub stopped with %d subscribers", self.subscriber_count)
 
@@ -110,7 +109,9 @@ class ProgressHub:
                     await self._pubsub.unsubscribe(subscriber.channel)
                 except (RedisConnectionError, RedisTimeoutError):
                     # The reconnect in the reader resubscribes only channels still listed.
-                    logger.warning("unsubscribe from %s failed; Redis unreachable", subscriber.channel)
+                    logger.warning(
+                        "unsubscribe from %s failed; Redis unreachable", subscriber.channel
+                    )
 
     async def _read_forever(self) -> None:
         while True:

@@ -11,7 +11,7 @@ import calendar
 import logging
 from datetime import datetime
 
-from beanie import PydanticObjectId
+from beanie import PydanticObjectId, SortDirection
 from bson.errors import InvalidId
 from pymongo import ReturnDocument
 
@@ -76,7 +76,7 @@ async def _active_task_of_account(account_id: str) -> ScanTask | None:
     statuses = [status.value for status in ACTIVE_STATUSES]
     return (
         await ScanTask.find({"account_id": account_id, "status": {"$in": statuses}})
-        .sort([("created_at", 1), ("_id", 1)])
+        .sort([("created_at", SortDirection.ASCENDING), ("_id", SortDirection.ASCENDING)])
         .first_or_none()
     )
 
@@ -133,7 +133,9 @@ async def start_scan(rt: Runtime, user_id: str, account_id: str, months: int) ->
 
     await rt.publisher.publish(event_from_task(task), force=True)
     await _enqueue(rt, task)
-    logger.info("task %s user %s account %s queued (%d months)", task.id, user_id, account_id, months)
+    logger.info(
+        "task %s user %s account %s queued (%d months)", task.id, user_id, account_id, months
+    )
     return task
 
 
@@ -251,4 +253,3 @@ async def retry_scan(rt: Runtime, user_id: str, task_id: str) -> ScanTask:
     await _enqueue(rt, requeued)
     logger.info("task %s user %s queued again by request", task_id, user_id)
     return requeued
-

@@ -131,7 +131,9 @@ class ProgressPublisher:
         return ProgressEvent.model_validate_json(raw)
 
 
-def estimate(processed: int, total: int, started: float, done_before: int) -> tuple[float | None, float | None]:
+def estimate(
+    processed: int, total: int, started: float, done_before: int
+) -> tuple[float | None, float | None]:
     """Return (messages per second, ETA in seconds) of this attempt since ``started``.
 
     ``done_before`` is the number of messages already saved by earlier attempts, which the
@@ -143,5 +145,3 @@ def estimate(processed: int, total: int, started: float, done_before: int) -> tu
         return None, None
     rate = scanned / elapsed
     return round(rate, 1), round(max(total - processed, 0) / rate, 1)
-
-

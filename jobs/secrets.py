@@ -16,7 +16,8 @@ def _fernet(settings: Settings) -> MultiFernet:
     if not settings.secret_keys:
         raise ConfigurationError(
             "MAILSCAN_SECRET_KEYS is empty; set it to a Fernet key, for example the output of "
-            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            "python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'"
         )
     try:
         return MultiFernet([Fernet(key.encode()) for key in settings.secret_keys])

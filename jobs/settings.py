@@ -79,9 +79,7 @@ def _convert(name: str, raw: str, default: Any) -> Any:
         try:
             return int(raw)
         except ValueError:
-            raise ConfigurationError(
-                f"{_PREFIX}{name.upper()}={raw!r} is not an integer"
-            ) from None
+            raise ConfigurationError(f"{_PREFIX}{name.upper()}={raw!r} is not an integer") from None
     if isinstance(default, float):
         try:
             return float(raw)

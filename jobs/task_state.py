@@ -153,4 +153,3 @@ async def requeue_for_retry(
         return_document=ReturnDocument.AFTER,
     )
     return _document(raw)
-
