@@ -6,13 +6,15 @@ import re
 
 #: Generic top-level domains recognised in free text. Every two-letter country code is
 #: recognised too. A bare word such as "john.smith" must not read as a domain, so a
-#: longer top-level domain outside this set is not taken as one.
+#: longer top-level domain outside this set is not taken as one. ``example`` and ``test``
+#: are reserved for documentation and tests (RFC 2606), so demo and test mail can use them.
 _GENERIC_TLDS = frozenset(
     {
         "com", "net", "org", "edu", "gov", "mil", "int", "info", "biz", "name", "pro",
         "aero", "asia", "cat", "coop", "jobs", "mobi", "museum", "tel", "travel", "app",
         "dev", "page", "site", "online", "top", "xyz", "club", "shop", "store", "tech",
         "email", "link", "live", "cloud", "bank", "help", "support", "services", "secure",
+        "example", "test",
     }
 )  # fmt: skip
 
