@@ -12,6 +12,8 @@ import logging
 import re
 import socket
 
+from beanie import SortDirection
+
 from jobs.documents import EmailAccount, ImapSecurity, ScannedMessage
 from jobs.errors import InvalidInputError
 from jobs.lifecycle import cancel_account_scans, find_user_account
@@ -21,9 +23,9 @@ from jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: Longest account label, in characters.
+#: Maximum length of an account label, in characters.
 MAX_LABEL_LENGTH = 100
-#: Longest host name (RFC 1035), in characters.
+#: Maximum length of a host name (RFC 1035), in characters.
 MAX_HOST_LENGTH = 253
 #: Seconds allowed for resolving the host before the request is rejected.
 RESOLVE_TIMEOUT_S = 5.0
@@ -93,8 +95,8 @@ async def remove_account(rt: Runtime, user_id: str, account_id: str) -> None:
     account = await find_user_account(user_id, account_id)
     await cancel_account_scans(rt, user_id, account_id)
 
-    # NOTE: a scan that is still stopping (it stops within about a second of the cancel
-    # request) can save one more batch after this delete; those messages stay orphaned.
+    # NOTE: a running scan stops within about a second of the cancel request, so it can save
+    # one more batch after this delete. Those messages stay behind without their account.
     deleted = await ScannedMessage.find({"user_id": user_id, "account_id": account_id}).delete()
     await account.delete()
     count = deleted.deleted_count if deleted is not None else 0
@@ -103,11 +105,8 @@ async def remove_account(rt: Runtime, user_id: str, account_id: str) -> None:
 
 async def list_accounts(user_id: str) -> list[EmailAccount]:
     """Return the user's accounts, oldest first."""
-    return (
-        await EmailAccount.find({"user_id": user_id})
-        .sort([("created_at", 1), ("_id", 1)])
-        .to_list()
-    )
+    order = [("created_at", SortDirection.ASCENDING), ("_id", SortDirection.ASCENDING)]
+    return await EmailAccount.find({"user_id": user_id}).sort(order).to_list()
 
 
 def _check_host_syntax(host: str) -> None:

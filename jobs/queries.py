@@ -1,7 +1,7 @@
 """Read-only queries behind the API: one task, task history and findings.
 
 Lists are pages ordered newest first by ``_id`` (an ObjectId grows with its creation time).
-A cursor is the URL-safe base64 text of the last id of a page, and the next page holds the
+A cursor is the URL-safe base64 text of the last id of a page, and the next page contains the
 ids below it, so items inserted meanwhile never shift a page. Every query filters on the
 user id, so another user's objects are never found.
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from beanie import Document, PydanticObjectId
+from beanie import Document, PydanticObjectId, SortDirection
 
 from jobs.documents import Finding, FindingKind, ScanStatus, ScanTask
 from jobs.errors import InvalidInputError, NotFoundError
@@ -122,6 +122,8 @@ async def _page(
 ) -> Page[DocumentT]:
     if after is not None:
         query = {**query, "_id": {"$lt": decode_cursor(after)}}
-    # One extra item tells whether another page follows.
-    items = await model.find(query).sort([("_id", -1)]).limit(size + 1).to_list()
+    # Reading one extra item shows whether another page follows.
+    items = (
+        await model.find(query).sort([("_id", SortDirection.DESCENDING)]).limit(size + 1).to_list()
+    )
     return Page(items=items[:size], has_next=len(items) > size)

@@ -1,0 +1,73 @@
+"""The Starlette application: ``uvicorn api.app:create_app --factory``.
+
+Routes: ``/graphql`` (HTTP, GraphiQL and websockets), ``/healthz`` and ``/readyz``.
+The lifespan opens the process's connections and its progress hub, and closes both at
+shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+
+from api.auth import create_authenticator
+from api.health import healthz, readyz
+from api.view import GraphQLApp
+from jobs.hub import ProgressHub
+from jobs.runtime import Runtime
+from jobs.settings import Settings, get_settings
+from schema import build_schema
+
+logger = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the API application; ``settings`` defaults to the ``MAILSCAN_*`` environment.
+
+    NOTE: the Dramatiq broker that sends scan jobs reads the environment when ``jobs.broker``
+    is first imported, whatever ``settings`` is passed here.
+    """
+    settings = settings if settings is not None else get_settings()
+    _configure_logging()
+    # Declares the actors on the broker so that the mutations can send scan jobs.
+    import jobs.actors  # noqa: F401
+
+    graphql = GraphQLApp(build_schema(settings.max_query_depth), create_authenticator(settings))
+    routes = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=_lifespan(settings))
+
+
+def _configure_logging() -> None:
+    # basicConfig does nothing when the root logger already has a handler (uvicorn's
+    # --log-config, pytest), so an existing configuration wins.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+
+
+def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = await Runtime.open(settings)
+        hub = ProgressHub(runtime.redis, runtime.keys)
+        await hub.start()
+        app.state.runtime = runtime
+        app.state.hub = hub
+        logger.info("API started")
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await runtime.close()
+            logger.info("API stopped")
+
+    return lifespan

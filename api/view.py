@@ -1,0 +1,98 @@
+"""The GraphQL endpoint: Strawberry's ASGI view with authentication and the request context.
+
+HTTP requests are authenticated before Strawberry handles them, except the GET that renders
+GraphiQL. A request without valid credentials gets HTTP 401 with a GraphQL error whose
+``extensions.code`` is ``UNAUTHENTICATED``. Websockets authenticate with the ``authorization``
+field of the ``connection_init`` payload; a rejected graphql-transport-ws connection is closed
+with code 4403, and a rejected legacy graphql-ws connection gets ``connection_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import cast
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.schema import BaseSchema
+from strawberry.types.unset import UNSET, UnsetType
+
+from api.auth import AuthenticationError, Authenticator
+from schema.context import RequestContext
+
+logger = logging.getLogger(__name__)
+
+#: Time a websocket has to send ``connection_init`` before graphql-transport-ws closes it
+#: with 4408, in seconds. NOTE: Strawberry applies no such limit to legacy graphql-ws.
+CONNECTION_INIT_TIMEOUT_S = 5
+
+
+def unauthenticated_response(message: str) -> Response:
+    """Return the HTTP 401 response with a GraphQL error coded UNAUTHENTICATED."""
+    body = {
+        "data": None,
+        "errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}],
+    }
+    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+class GraphQLApp(GraphQL[RequestContext, None]):
+    def __init__(self, schema: BaseSchema, authenticator: Authenticator) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            connection_init_wait_timeout=timedelta(seconds=CONNECTION_INIT_TIMEOUT_S),
+        )
+        self._authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._renders_ide(scope, receive):
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            principal = await self._authenticator.authenticate(
+                Headers(scope=scope).get("authorization")
+            )
+        except AuthenticationError as exc:
+            logger.info("HTTP request rejected: %s", exc)
+            await unauthenticated_response(str(exc))(scope, receive, send)
+            return
+        Request(scope, receive).state.user_id = principal.user_id
+        await super().__call__(scope, receive, send)
+
+    def _renders_ide(self, scope: Scope, receive: Receive) -> bool:
+        request = self.request_adapter_class(Request(scope, receive))
+        return bool(self.graphql_ide) and self.should_render_graphql_ide(request)
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> RequestContext:
+        state = request.app.state
+        return RequestContext(
+            runtime=state.runtime,
+            hub=state.hub,
+            user_id=getattr(request.state, "user_id", None),
+        )
+
+    async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:
+        params = context.connection_params or {}
+        authorization = params.get("authorization", params.get("Authorization"))
+        try:
+            principal = await self._authenticator.authenticate(
+                authorization if isinstance(authorization, str) else None
+            )
+        except AuthenticationError as exc:
+            logger.info("websocket connection rejected: %s", exc)
+            raise ConnectionRejectionError(
+                {"message": str(exc), "code": "UNAUTHENTICATED"}
+            ) from exc
+        context.user_id = principal.user_id
+        logger.debug("user %s websocket connection accepted", principal.user_id)
+        # UNSET makes Strawberry send connection_ack without a payload.
+        return cast(UnsetType, UNSET)

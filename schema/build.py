@@ -1,0 +1,24 @@
+"""Assembly of the GraphQL schema with its extensions."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from strawberry.extensions import QueryDepthLimiter
+
+from jobs.settings import Settings
+from schema.masking import LoggingSchema, MaskUnexpectedErrors
+from schema.mutations import Mutation
+from schema.queries import Query
+from schema.subscriptions import Subscription
+
+
+def build_schema(max_query_depth: int = Settings.max_query_depth) -> LoggingSchema:
+    """Build the schema, rejecting operations nested deeper than ``max_query_depth`` fields."""
+    return LoggingSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        # Factories, not instances: each operation needs its own extension objects.
+        extensions=[partial(QueryDepthLimiter, max_depth=max_query_depth), MaskUnexpectedErrors],
+    )

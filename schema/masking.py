@@ -1,0 +1,63 @@
+"""Logging and masking of unexpected errors.
+
+An error is expected when the code raised a GraphQL error with ``extensions.code`` on purpose,
+or when the request itself is invalid (syntax, validation, variable types). Any other error
+raised while resolving a field is logged with its traceback and the user id, and the client
+gets a generic text with ``extensions.code = "INTERNAL_SERVER_ERROR"``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+from strawberry.types import ExecutionContext
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_ERROR_MESSAGE = "internal server error; the failure was logged, try again later"
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """Tell whether ``error`` came from a failure in the server rather than from the request."""
+    if error.path is None or error.original_error is None:
+        return False
+    original = error.original_error
+    return not (isinstance(original, GraphQLError) and "code" in (original.extensions or {}))
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    """Replace unexpected errors by a generic INTERNAL_SERVER_ERROR error."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=is_unexpected, error_message=INTERNAL_ERROR_MESSAGE)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
+        return masked
+
+
+class LoggingSchema(strawberry.Schema):
+    """Schema that logs each error once, with the user id, before any masking."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        context = execution_context.context if execution_context is not None else None
+        user_id = getattr(context, "user_id", None)
+        operation = execution_context.operation_name if execution_context is not None else None
+        operation = operation or "(anonymous)"
+        for error in errors:
+            if is_unexpected(error):
+                logger.error(
+                    "user %s operation %s failed at %s",
+                    user_id,
+                    operation,
+                    ".".join(map(str, error.path or ())),
+                    exc_info=error.original_error,
+                )
+            else:
+                logger.info("user %s operation %s rejected: %s", user_id, operation, error.message)
