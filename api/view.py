@@ -60,7 +60,7 @@ class GraphQLApp(GraphQL[RequestContext, None]):
                 Headers(scope=scope).get("authorization")
             )
         except AuthenticationError as exc:
-            logger.info("HTTP request rejected: %s", exc)
+            logger.info("HTTP request from %s rejected: %s", _client(scope), exc)
             await unauthenticated_response(str(exc))(scope, receive, send)
             return
         Request(scope, receive).state.user_id = principal.user_id
@@ -74,10 +74,12 @@ class GraphQLApp(GraphQL[RequestContext, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
         state = request.app.state
+        # Only HTTP requests are authenticated by now; a websocket is in on_ws_connect.
+        is_http = request.scope["type"] == "http"
         return RequestContext(
             runtime=state.runtime,
             hub=state.hub,
-            user_id=getattr(request.state, "user_id", None),
+            user_id=getattr(request.state, "user_id", None) if is_http else None,
         )
 
     async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:
@@ -96,3 +98,8 @@ class GraphQLApp(GraphQL[RequestContext, None]):
         logger.debug("user %s websocket connection accepted", principal.user_id)
         # UNSET makes Strawberry send connection_ack without a payload.
         return cast(UnsetType, UNSET)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "unknown client"

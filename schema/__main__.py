@@ -4,4 +4,4 @@ from __future__ import annotations
 
 from schema import schema
 
-print(schema.as_str())
+print(schema)

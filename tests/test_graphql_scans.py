@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from jobs import queries
-from jobs.documents import ScanStatus, ScanTask
+from jobs.documents import ScanStatus, ScanSummary, ScanTask, SenderCount, TaskError
 from tests.test_api_harness import Api, insert_account, insert_tasks, new_user_id, open_api
 
 START = """
@@ -191,6 +191,38 @@ async def test_task_of_other_user_is_null(api: Api) -> None:
     [task] = await insert_tasks(owner, account, [ScanStatus.COMPLETED])
     assert (await api.data(owner, TASK, {"id": str(task.id)}))["task"]["id"] == str(task.id)
     assert (await api.data(new_user_id(), TASK, {"id": str(task.id)}))["task"] is None
+
+
+async def test_task_shows_summary_and_error(api: Api) -> None:
+    user_id = new_user_id()
+    account = await insert_account(user_id)
+    [task] = await insert_tasks(user_id, account, [ScanStatus.FAILED])
+    task.error = TaskError(code="AUTH_FAILED", message="login rejected", retryable=False)
+    task.summary = ScanSummary(
+        messages=12,
+        newsletters=3,
+        flagged=2,
+        findings={"MALFORMED": 1, "OVERSIZED": 2, "KIND_FROM_A_NEWER_WORKER": 5},
+        top_senders=[SenderCount(address="news@example.com", messages=3)],
+    )
+    await task.save()
+
+    data = await api.data(user_id, TASK, {"id": str(task.id)})
+
+    shown = data["task"]
+    assert shown["status"] == "FAILED"
+    assert shown["error"] == {
+        "code": "AUTH_FAILED",
+        "message": "login rejected",
+        "retryable": False,
+    }
+    assert shown["summary"] == {
+        "messages": 12,
+        "newsletters": 3,
+        "flagged": 2,
+        "findings": [{"kind": "MALFORMED", "count": 1}, {"kind": "OVERSIZED", "count": 2}],
+        "topSenders": [{"address": "news@example.com", "messages": 3}],
+    }
 
 
 async def test_task_with_malformed_id_is_null(api: Api) -> None:

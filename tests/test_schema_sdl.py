@@ -13,7 +13,7 @@ SDL_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
 
 def test_committed_sdl_matches_schema() -> None:
     committed = SDL_FILE.read_text()
-    printed = schema.as_str() + "\n"
+    printed = str(schema) + "\n"
     assert committed == printed, (
         "schema.graphql differs from the schema in code; regenerate it with "
         "`python -m schema > schema.graphql` and review the difference"
