@@ -3,8 +3,11 @@
 HTTP requests are authenticated before Strawberry handles them, except the GET that renders
 GraphiQL. A request without valid credentials gets HTTP 401 with a GraphQL error whose
 ``extensions.code`` is ``UNAUTHENTICATED``. Websockets authenticate with the ``authorization``
-field of the ``connection_init`` payload; a rejected graphql-transport-ws connection is closed
-with code 4403, and a rejected legacy graphql-ws connection gets ``connection_error``.
+field of the ``connection_init`` payload. A rejected graphql-transport-ws connection is closed
+with code 4403, because the GraphQL over WebSocket protocol recommends it for a rejected
+``connection_init`` and Strawberry 0.341 sends it for ConnectionRejectionError. (The protocol
+keeps 4401 for a ``subscribe`` sent before ``connection_ack``.) A rejected legacy graphql-ws
+connection gets ``connection_error``.
 """
 
 from __future__ import annotations

@@ -209,14 +209,14 @@ async def test_task_shows_summary_and_error(api: Api) -> None:
 
     data = await api.data(user_id, TASK, {"id": str(task.id)})
 
-    shown = data["task"]
-    assert shown["status"] == "FAILED"
-    assert shown["error"] == {
+    returned = data["task"]
+    assert returned["status"] == "FAILED"
+    assert returned["error"] == {
         "code": "AUTH_FAILED",
         "message": "login rejected",
         "retryable": False,
     }
-    assert shown["summary"] == {
+    assert returned["summary"] == {
         "messages": 12,
         "newsletters": 3,
         "flagged": 2,
