@@ -1,0 +1,1 @@
+"""Developer scripts: local services (``scripts.services``) and the one-command run."""
