@@ -179,6 +179,13 @@ class Dovecot(Component):
 
         return self.add_folder(name, "INBOX")
 
+    def remove_user(self, name: str) -> None:
+        """Delete user ``name``, its passwd-file and all its mail; a missing user is ignored."""
+        if not USER_NAME.fullmatch(name):
+            raise ValueError(f"invalid IMAP user name {name!r}; use letters, digits, . _ -")
+        (self.users_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(self.directory / "home" / name, ignore_errors=True)
+
     def add_folder(self, user: str, folder: str) -> Path:
         """Create ``folder`` (Maildir++ ``.Name``, or the INBOX) for ``user``; return it."""
         if folder != "INBOX" and not FOLDER_NAME.fullmatch(folder):
