@@ -15,18 +15,11 @@ Fixtures:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import os
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,18 +37,12 @@ from scripts.services import (
     Ports,
     Redis,
     Stack,
-    free_port,
+    session_owner_alive,
     session_roots,
 )
+from scripts.services.apps import ApiProcess, WorkerProcess
 
 logger = logging.getLogger(__name__)
-
-#: How long the worker and the API may take to become ready, in seconds.
-PROCESS_START_TIMEOUT_S = 60.0
-#: How long the worker and the API may take to exit after SIGTERM, in seconds.
-PROCESS_STOP_TIMEOUT_S = 15.0
-#: Line a Dramatiq 2.x worker process logs once it consumes messages.
-WORKER_READY_LINE = "Worker process is ready for action."
 
 
 def set_environment(**values: str) -> None:
@@ -79,26 +66,31 @@ def pytest_configure(config: pytest.Config) -> None:
 # --- session folder and servers ----------------------------------------------------------------
 
 
-def owner_alive(root: Path) -> bool:
-    try:
-        pid = int((root / "owner.pid").read_text())
-    except (OSError, ValueError):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+#: Folders of failed sessions kept for their logs; older ones are deleted.
+KEPT_FAILED_SESSIONS = 5
 
 
 def remove_stale_sessions() -> None:
-    """Stop the servers of sessions whose pytest process is gone, and delete their folders."""
-    for root in session_roots("test"):
-        if owner_alive(root):
-            continue
-        logger.info("removing stale test session %s", root)
+    """Stop the servers of sessions whose pytest process is gone, and delete their folders.
+
+    The newest :data:`KEPT_FAILED_SESSIONS` folders of failed sessions stay for their logs.
+    """
+    stale = [root for root in session_roots("test") if not session_owner_alive(root)]
+    failed = [root for root in stale if (root / "failed").exists()]
+    failed.sort(key=lambda root: (root / "failed").stat().st_mtime, reverse=True)
+    kept = set(failed[:KEPT_FAILED_SESSIONS])
+    for root in stale:
         Stack("test", root=root).stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if root not in kept:
+            logger.info("removing stale test session %s", root)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def keep_logs_only(root: Path) -> None:
+    """Delete the bulky data of a failed session (database files, mail) and mark it failed."""
+    shutil.rmtree(root / "postgresql" / "data", ignore_errors=True)
+    shutil.rmtree(root / "dovecot" / "home", ignore_errors=True)
+    (root / "failed").touch()
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +105,8 @@ def service_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
 
     stack.stop()
     if request.session.testsfailed:
-        print(f"\nserver logs of this test session are kept in {root}")
+        keep_logs_only(root)
+        print(f"\nserver and process logs of this failed test session are kept in {root}")
     else:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -234,148 +227,6 @@ def mail_user(dovecot: Dovecot) -> Iterator[Callable[[], MailUser]]:
 
 
 # --- worker and API processes ------------------------------------------------------------------
-
-
-class ManagedProcess:
-    """A child process in its own process group, with its output in ``log_file``.
-
-    :meth:`start` raises RuntimeError with the tail of the log when the process exits or is
-    not ready within :data:`PROCESS_START_TIMEOUT_S`. :meth:`stop` sends SIGTERM to the
-    process, then SIGKILL to its group after :data:`PROCESS_STOP_TIMEOUT_S`.
-    """
-
-    def __init__(
-        self, name: str, command: list[str], log_file: Path, env: dict[str, str] | None = None
-    ) -> None:
-        self.name = name
-        self.command = command
-        self.log_file = log_file
-        self.env = env or {}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None, f"{self.name} was never started"
-        return self.process.pid
-
-    def is_alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def is_ready(self) -> bool:
-        raise NotImplementedError
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return f"(no log at {self.log_file})"
-
-    def start(self) -> None:
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **self.env},
-                start_new_session=True,
-            )
-
-        deadline = time.monotonic() + PROCESS_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode} during start; "
-                    f"log {self.log_file}:\n{self.log_tail()}"
-                )
-            if self.is_ready():
-                logger.info("%s ready (pid %d, log %s)", self.name, self.pid, self.log_file)
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(
-            f"{self.name} was not ready within {PROCESS_START_TIMEOUT_S:.0f} s; "
-            f"log {self.log_file}:\n{self.log_tail()}"
-        )
-
-    def signal_group(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signum)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        # Only the parent gets SIGTERM: dramatiq forwards it to its worker processes, and a
-        # second SIGTERM makes them stop at once instead of gracefully.
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(PROCESS_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            logger.warning("%s ignored SIGTERM; killing its process group", self.name)
-            self.signal_group(signal.SIGKILL)
-            self.process.wait()
-        # Children (forked worker processes) may outlive the parent after a crash.
-        self.signal_group(signal.SIGKILL)
-
-    def kill(self) -> None:
-        """Kill the whole process group at once, like a crash."""
-        if self.process is not None:
-            self.signal_group(signal.SIGKILL)
-            self.process.wait()
-
-
-class WorkerProcess(ManagedProcess):
-    """``dramatiq jobs.worker`` with one process; ready once it logs :data:`WORKER_READY_LINE`."""
-
-    def __init__(self, log_file: Path, threads: int, queue: str) -> None:
-        command = [
-            sys.executable, "-m", "dramatiq", "jobs.worker", "--processes", "1",
-            "--threads", str(threads), "--queues", queue,
-        ]  # fmt: skip
-        # The default prefetch of twice the thread count lets one worker hoard queued scans.
-        super().__init__(
-            "dramatiq worker", command, log_file, {"dramatiq_queue_prefetch": str(threads)}
-        )
-        self._log_offset = 0
-
-    def start(self) -> None:
-        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        super().start()
-
-    def is_ready(self) -> bool:
-        with self.log_file.open("rb") as log:
-            log.seek(self._log_offset)
-            return WORKER_READY_LINE.encode() in log.read()
-
-
-class ApiProcess(ManagedProcess):
-    """``uvicorn api.app:create_app`` on a free port; ready once ``/healthz`` returns 200."""
-
-    def __init__(self, log_file: Path) -> None:
-        self.port = free_port()
-        command = [
-            sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-            "--host", HOST, "--port", str(self.port), "--log-level", "info",
-        ]  # fmt: skip
-        super().__init__("uvicorn API", command, log_file)
-
-    @property
-    def http_url(self) -> str:
-        """Base URL; GraphQL is at ``/graphql``."""
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}/graphql"
-
-    def is_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1) as response:
-                status: int = response.status
-                return status == 200
-        except (urllib.error.URLError, OSError):
-            return False
 
 
 _worker_numbers = itertools.count(1)

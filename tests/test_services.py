@@ -5,15 +5,19 @@ from __future__ import annotations
 import imaplib
 import os
 import ssl
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pymongo
 import pytest
 import redis
 
 from scripts.services import Dovecot, FerretDB, Redis
-from tests.conftest import MailUser
+
+if TYPE_CHECKING:
+    from tests.conftest import MailUser
 
 pytestmark = pytest.mark.integration
 
@@ -103,10 +107,12 @@ def test_delivered_message_keeps_date_and_bytes(
         imap.logout()
 
     assert status == "OK"
+    assert isinstance(data[0], tuple)
     envelope, body = data[0]
     parsed = imaplib.Internaldate2tuple(envelope)
     assert parsed is not None
-    assert datetime(*parsed[:6], tzinfo=UTC) == internal_date
+    # Internaldate2tuple returns local time, so compare as a POSIX timestamp.
+    assert time.mktime(parsed) == internal_date.timestamp()
     assert b"\\Flagged" in envelope
     assert b"\\Seen" in envelope
     assert body == MESSAGE

@@ -13,7 +13,8 @@ Command line::
 
 ``start`` is idempotent and returns once every server accepts connections. ``stop`` reads the
 pid files, so it also cleans up after a crashed session. The test fixtures start their own
-stacks in ``.state/test/session-<id>/``, and ``stop --profile test`` stops those as well.
+stacks in ``.state/test/session-<id>/``; ``stop --profile test`` also stops those whose pytest
+process has exited.
 
 NOTE: PostgreSQL and the Dovecot mail folders need root, because the servers run their work as
 the ``postgres`` and ``nobody`` users.
@@ -21,9 +22,24 @@ the ``postgres`` and ``nobody`` users.
 
 from scripts.services.dovecot import Dovecot
 from scripts.services.install import install
-from scripts.services.process import HOST, STATE_ROOT, Component, ServiceError, free_port
+from scripts.services.process import (
+    HOST,
+    STATE_ROOT,
+    Component,
+    ServiceError,
+    free_port,
+    port_accepts,
+)
 from scripts.services.servers import FerretDB, PostgreSQL, Redis
-from scripts.services.stack import DEFAULT_PORTS, PROFILES, Ports, Profile, Stack, session_roots
+from scripts.services.stack import (
+    DEFAULT_PORTS,
+    PROFILES,
+    Ports,
+    Profile,
+    Stack,
+    session_owner_alive,
+    session_roots,
+)
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -41,5 +57,7 @@ __all__ = [
     "Stack",
     "free_port",
     "install",
+    "port_accepts",
+    "session_owner_alive",
     "session_roots",
 ]

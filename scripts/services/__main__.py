@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from collections.abc import Sequence
 
 from scripts.services import __doc__ as package_doc
 from scripts.services.install import install
 from scripts.services.process import HOST, ServiceError
-from scripts.services.stack import PROFILES, Stack, session_roots
+from scripts.services.stack import (
+    PROFILES,
+    Profile,
+    Stack,
+    session_owner_alive,
+    session_roots,
+)
 
 logger = logging.getLogger(__name__)
+
+
+def stop_sessions(profile: Profile) -> None:
+    """Stop the servers of test sessions whose pytest process has exited."""
+    for root in session_roots(profile):
+        if session_owner_alive(root):
+            logger.info("leaving %s running: its pytest process is alive", root)
+            continue
+        Stack(profile, root=root).stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,8 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" (cafile {stack.dovecot.cafile})"
             )
         elif args.command == "stop":
-            for root in session_roots(args.profile):
-                Stack(args.profile, root=root).stop()
+            stop_sessions(args.profile)
             stack.stop()
         else:
             stacks = [stack] + [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
@@ -112,3 +113,18 @@ class Stack:
 def session_roots(profile: Profile) -> list[Path]:
     """Private folders of test sessions (``session-*``) under the profile's folder."""
     return sorted((STATE_ROOT / profile).glob("session-*"))
+
+
+def session_owner_alive(root: Path) -> bool:
+    """Tell whether the pytest process recorded in ``root/owner.pid`` still runs."""
+    try:
+        pid = int((root / "owner.pid").read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
