@@ -141,6 +141,23 @@ def test_fetch_keeps_messages_despite_expungeissued() -> None:
     ]
 
 
+def test_examine_bad_is_folder_not_found() -> None:
+    def bad(tag: bytes, line: bytes) -> bytes:
+        return tag + b" BAD Invalid mailbox name\r\n"
+
+    with scripted_session({'EXAMINE "Bad': bad}) as (session, server):
+        error = raise_scan_error(lambda: session.select("Bad/Name"))
+        uid_validity = session.select("INBOX")
+
+    assert isinstance(error, PermanentScanError)
+    assert error.code == "FOLDER_NOT_FOUND"
+    assert error.message.startswith(
+        f"Folder 'Bad/Name' cannot be opened on IMAP server {HOST}:{server.port} ("
+    )
+    assert "Invalid mailbox name" in error.message
+    assert uid_validity == 77
+
+
 def test_fetch_no_unavailable_is_retryable() -> None:
     def unavailable(tag: bytes, line: bytes) -> bytes:
         return tag + b" NO [UNAVAILABLE] Backend down\r\n"

@@ -124,9 +124,9 @@ class ImapSession:
         """Open ``folder`` read-only (EXAMINE) and return its UIDVALIDITY."""
         imap = self._connected()
         with self._transport():
-            status, data = imap.select(quote_mailbox(folder), readonly=True)
-        if status != "OK":
-            raise select_error(self._endpoint, folder, _join_reply(data))
+            rejection = self._try_examine(imap, folder)
+        if rejection is not None:
+            raise select_error(self._endpoint, folder, rejection)
 
         values = imap.untagged_responses.get("UIDVALIDITY") or [b""]
         uid_validity = values[-1]
@@ -328,6 +328,16 @@ class ImapSession:
             reply = reply_text(exc)
             return reply.replace(password, "***") if password else reply
         return None
+
+    def _try_examine(self, imap: imaplib.IMAP4, folder: str) -> str | None:
+        """Open ``folder`` read-only; return None on success, or the server reply."""
+        try:
+            status, data = imap.select(quote_mailbox(folder), readonly=True)
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:  # imaplib raises on BAD and returns NO
+            return reply_text(exc)
+        return None if status == "OK" else _join_reply(data)
 
     def _check_completion(self, command: str, completion: Completion) -> None:
         if completion.status != "OK":
