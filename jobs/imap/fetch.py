@@ -89,12 +89,12 @@ class FetchResponse:
 
 
 def merge_fetch_responses(
-    untagged: list[Segments], records: FetchRecords, wanted: set[int]
+    untagged: list[Segments], records: FetchRecords, requested: set[int]
 ) -> None:
     """Merge FETCH data items into ``records`` by UID, whatever order they arrive in.
 
     FETCH responses without a UID (unsolicited flag updates) and for UIDs outside
-    ``wanted`` are ignored, as are other untagged responses (EXISTS, EXPUNGE, ...).
+    ``requested`` are ignored, as are other untagged responses (EXISTS, EXPUNGE, ...).
     Raises ResponseError for a malformed FETCH response.
     """
     for response in untagged:
@@ -102,7 +102,7 @@ def merge_fetch_responses(
         if parsed is None or "UID" not in parsed.items:
             continue
         uid = parse_number(parsed.items["UID"], "UID")
-        if uid in wanted:
+        if uid in requested:
             records.setdefault(uid, {}).update(parsed.items)
 
 

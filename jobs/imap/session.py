@@ -233,9 +233,9 @@ class ImapSession:
         command = b"UID FETCH " + sequence_set(uids) + b" " + _METADATA_ITEMS
         untagged, completions = self._run([command], _MAX_METADATA_LITERAL_BYTES)
         self._check_fetch_completion(completions[0])
-        wanted = set(uids)
+        requested = set(uids)
         records: FetchRecords = {}
-        merge_fetch_responses(untagged, records, wanted)
+        merge_fetch_responses(untagged, records, requested)
         return {uid: record for uid, record in records.items() if "RFC822.SIZE" in record}
 
     def _fetch_contents(
