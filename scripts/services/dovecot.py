@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import pwd
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable
@@ -27,7 +29,7 @@ DOVECOT_CONFIG = """\
 instance_name = mailscan-{instance}
 protocols = imap
 listen = {host}
-base_dir = {dir}/run
+base_dir = {base_dir}
 state_dir = {dir}/lib
 log_path = {dir}/dovecot.log
 first_valid_uid = 1
@@ -64,6 +66,10 @@ service imap-login {{
 }}
 """
 
+#: Longest base_dir kept in the state folder; Dovecot 2.3.19 adds up to 26 bytes to it
+#: (``/token-login/imap-urlauth``).
+MAX_BASE_DIR_LENGTH = 70
+
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 FOLDER_NAME = re.compile(r"[A-Za-z0-9 _-]{1,64}")
 MAILDIR_FLAGS = re.compile(r"[DFPRST]*")
@@ -95,7 +101,20 @@ class Dovecot(Component):
 
     @property
     def pid_file(self) -> Path:
-        return self.directory / "run" / "master.pid"
+        return self.base_dir / "master.pid"
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder of Dovecot's pid file and Unix sockets.
+
+        It is ``run/`` in the state folder unless that path is too long for the sockets
+        (108 bytes including the socket name), then a folder in /tmp named after a hash of it.
+        """
+        path = self.directory / "run"
+        if len(str(path)) <= MAX_BASE_DIR_LENGTH:
+            return path
+        digest = hashlib.sha256(str(self.directory).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"mailscan-dovecot-{digest}"
 
     @property
     def users_dir(self) -> Path:
@@ -120,7 +139,7 @@ class Dovecot(Component):
         self.users_dir.chmod(0o750)
         self.config_file.write_text(
             DOVECOT_CONFIG.format(
-                instance=self.instance, host=HOST, dir=self.directory,
+                instance=self.instance, host=HOST, dir=self.directory, base_dir=self.base_dir,
                 imap_port=self.port, imaps_port=self.imaps_port,
             )
         )  # fmt: skip
@@ -137,6 +156,11 @@ class Dovecot(Component):
 
     def is_ready(self) -> bool:
         return port_accepts(self.port) and port_accepts(self.imaps_port)
+
+    def stop(self) -> None:
+        super().stop()
+        if not self.base_dir.is_relative_to(self.directory):
+            shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def process_exited(self) -> bool:
         return self.pid_file.exists() and self.pid() is None

@@ -81,7 +81,6 @@ class PostgreSQL(Component):
         return ["runuser", "-u", "postgres", "--", *command]
 
     def prepare(self) -> None:
-        (self.directory / "run").mkdir(exist_ok=True)
         if os.geteuid() == 0:
             chown_tree(self.directory, "postgres", "postgres")
         if (self.data_dir / "PG_VERSION").exists():
@@ -96,9 +95,10 @@ class PostgreSQL(Component):
             raise ServiceError(f"postgresql in {self.directory}: {exc}") from exc
 
     def launch(self) -> None:
-        # Durability is pointless for throwaway development data, and fsync slows tests down.
+        # TCP only: a Unix socket path under a deep state folder could pass the 107-byte
+        # limit. Durability is pointless for throwaway data, and fsync slows tests down.
         options = (
-            f"-c listen_addresses={HOST} -p {self.port} -k {self.directory / 'run'} "
+            f"-c listen_addresses={HOST} -p {self.port} -c unix_socket_directories='' "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
         pg_ctl = [
