@@ -25,6 +25,7 @@ lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy --strict scripts
 
 # Deletes server data and caches; keeps the FerretDB binary in .state/bin.
 clean: stop

@@ -93,6 +93,15 @@ def keep_logs_only(root: Path) -> None:
     (root / "failed").touch()
 
 
+#: Session folder kept because a test failed, named in the terminal summary.
+kept_session_logs: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for root in kept_session_logs:
+        terminalreporter.write_line(f"server and process logs of this test session: {root}")
+
+
 @pytest.fixture(scope="session")
 def service_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Servers of this session (not started): a private folder and free ports."""
@@ -106,7 +115,7 @@ def service_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     stack.stop()
     if request.session.testsfailed:
         keep_logs_only(root)
-        print(f"\nserver and process logs of this failed test session are kept in {root}")
+        kept_session_logs.append(root)
     else:
         shutil.rmtree(root, ignore_errors=True)
 
