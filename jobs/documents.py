@@ -201,9 +201,28 @@ class MessageFields(BaseModel):
     findings: list[FindingData] = Field(default_factory=list)
 
 
-class ScannedMessage(MessageFields, Document):
-    """One analysed message, unique per (account, folder, UIDVALIDITY, UID)."""
+def message_key(account_id: str, folder: str, uidvalidity: int, uid: int) -> str:
+    """Return the ``_id`` of a scanned message: its unique key as one sortable string.
 
+    The numbers are zero-padded and the folder name comes last, so the key is unique for any
+    folder name and sorts by UID within a folder.
+    """
+    return f"{account_id}:{uidvalidity:010d}:{uid:010d}:{folder}"
+
+
+def finding_key(task_id: str, folder: str, uidvalidity: int, uid: int, ordinal: int) -> str:
+    """Return the ``_id`` of a finding; ids of one task sort by message UID, then ordinal."""
+    return f"{task_id}:{uidvalidity:010d}:{uid:010d}:{ordinal:03d}:{folder}"
+
+
+class ScannedMessage(MessageFields, Document):
+    """One analysed message, unique per (account, folder, UIDVALIDITY, UID).
+
+    Its ``_id`` is :func:`message_key`, so saving the message again is an upsert on the
+    primary key, which every MongoDB API server looks up by index.
+    """
+
+    id: str | None = None  # type: ignore[assignment]
     user_id: str
     account_id: str
     folder: str
@@ -234,8 +253,13 @@ class ScannedMessage(MessageFields, Document):
 
 
 class Finding(Document):
-    """One finding on one message, as recorded by one task; ``scanFindings`` pages these."""
+    """One finding on one message, as recorded by one task; ``scanFindings`` pages these.
 
+    Its ``_id`` is :func:`finding_key`, so a page sorted by ``_id`` lists a task's findings
+    by message and a retried batch upserts the same documents.
+    """
+
+    id: str | None = None  # type: ignore[assignment]
     task_id: str
     user_id: str
     account_id: str
@@ -270,4 +294,3 @@ class Finding(Document):
 
 
 DOCUMENT_MODELS: list[type[Document]] = [EmailAccount, ScanTask, ScannedMessage, Finding]
-

@@ -41,19 +41,22 @@ def encode_cursor(object_id: str) -> str:
     return base64.urlsafe_b64encode(object_id.encode()).decode()
 
 
-def decode_cursor(cursor: str) -> PydanticObjectId:
-    """Return the id inside ``cursor``; raises InvalidInputError naming ``after`` if malformed."""
+def decode_cursor(cursor: str, *, object_id: bool = True) -> PydanticObjectId | str:
+    """Return the id inside ``cursor``; raises InvalidInputError naming ``after`` if malformed.
+
+    ``object_id`` is False for collections whose ``_id`` is a string key (findings).
+    """
     try:
-        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
+        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
     except (binascii.Error, UnicodeError, ValueError):
         text = ""
-    object_id = parse_object_id(text)
-    if object_id is None:
+    decoded: PydanticObjectId | str | None = parse_object_id(text) if object_id else text or None
+    if decoded is None:
         raise InvalidInputError(
             "after",
             f"cursor {cursor!r} is not valid; pass the endCursor of a previous page or omit it",
         )
-    return object_id
+    return decoded
 
 
 async def get_task(user_id: str, task_id: str) -> ScanTask | None:
@@ -121,7 +124,8 @@ async def _page(
     model: type[DocumentT], query: dict[str, Any], size: int, after: str | None
 ) -> Page[DocumentT]:
     if after is not None:
-        query = {**query, "_id": {"$lt": decode_cursor(after)}}
+        string_ids = model is Finding
+        query = {**query, "_id": {"$lt": decode_cursor(after, object_id=not string_ids)}}
     # Reading one extra item shows whether another page follows.
     items = (
         await model.find(query).sort([("_id", SortDirection.DESCENDING)]).limit(size + 1).to_list()
