@@ -2,19 +2,22 @@
 
 HTTP requests are authenticated before Strawberry handles them, except the GET that renders
 GraphiQL. A request without valid credentials gets HTTP 401 with a GraphQL error whose
-``extensions.code`` is ``UNAUTHENTICATED``. Websockets authenticate with the ``authorization``
-field of the ``connection_init`` payload. A rejected graphql-transport-ws connection is closed
-with code 4403, because the GraphQL over WebSocket protocol recommends it for a rejected
-``connection_init`` and Strawberry 0.341 sends it for ConnectionRejectionError. (The protocol
-keeps 4401 for a ``subscribe`` sent before ``connection_ack``.) A rejected legacy graphql-ws
-connection gets ``connection_error``.
+``extensions.code`` is ``UNAUTHENTICATED``; a valid user who is not allowed in gets HTTP 403
+coded ``FORBIDDEN``. Websockets authenticate with the ``authorization`` field of the
+``connection_init`` payload. A graphql-transport-ws connection is closed with 4401 for missing
+or invalid credentials and with 4403 for a user who is not allowed in (Strawberry 0.341 closes
+with 4403 on ConnectionRejectionError, so :class:`TransportWSHandler` closes with 4401 itself).
+A rejected legacy graphql-ws connection gets ``connection_error``.
+
+Each websocket runs at most ``Settings.max_ws_operations`` operations at once; another
+``subscribe`` gets an ``error`` message for its id.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -24,9 +27,15 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.unset import UNSET, UnsetType
 
-from api.auth import AuthenticationError, Authenticator
+from api.auth import AuthenticationError, Authenticator, ForbiddenError
+from api.graphiql import graphiql_response
 from schema.context import RequestContext
 
 logger = logging.getLogger(__name__)
@@ -45,7 +54,43 @@ def unauthenticated_response(message: str) -> Response:
     return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
+def forbidden_response(message: str) -> Response:
+    """Return the HTTP 403 response with a GraphQL error coded FORBIDDEN."""
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": "FORBIDDEN"}}]}
+    return JSONResponse(body, status_code=403)
+
+
+class WebSocketUnauthenticated(Exception):
+    """Raised by ``on_ws_connect`` for graphql-transport-ws, which then closes with 4401."""
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
+    """graphql-transport-ws with a per-connection operation limit and 4401 for bad tokens."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_subscriptions_per_connection = self.context.runtime.settings.max_ws_operations
+        self.context.closes_unauthenticated = True
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except WebSocketUnauthenticated:
+            await self.websocket.close(code=4401, reason="Unauthorized")
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
+    """Legacy graphql-ws with the same per-connection operation limit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_subscriptions_per_connection = self.context.runtime.settings.max_ws_operations
+
+
 class GraphQLApp(GraphQL[RequestContext, None]):
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
     def __init__(self, schema: BaseSchema, authenticator: Authenticator) -> None:
         super().__init__(
             schema,
@@ -66,8 +111,16 @@ class GraphQLApp(GraphQL[RequestContext, None]):
             logger.info("HTTP request from %s rejected: %s", _client(scope), exc)
             await unauthenticated_response(str(exc))(scope, receive, send)
             return
+        except ForbiddenError as exc:
+            logger.info("HTTP request from %s forbidden: %s", _client(scope), exc)
+            await forbidden_response(str(exc))(scope, receive, send)
+            return
         Request(scope, receive).state.user_id = principal.user_id
         await super().__call__(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # A page of this project's own that loads GraphiQL from this server, not unpkg.com.
+        return graphiql_response(request.url.path)
 
     def _renders_ide(self, scope: Scope, receive: Receive) -> bool:
         request = self.request_adapter_class(Request(scope, receive))
@@ -94,9 +147,14 @@ class GraphQLApp(GraphQL[RequestContext, None]):
             )
         except AuthenticationError as exc:
             logger.info("websocket connection rejected: %s", exc)
+            if context.closes_unauthenticated:
+                raise WebSocketUnauthenticated(str(exc)) from exc
             raise ConnectionRejectionError(
                 {"message": str(exc), "code": "UNAUTHENTICATED"}
             ) from exc
+        except ForbiddenError as exc:
+            logger.info("websocket connection forbidden: %s", exc)
+            raise ConnectionRejectionError({"message": str(exc), "code": "FORBIDDEN"}) from exc
         context.user_id = principal.user_id
         logger.debug("user %s websocket connection accepted", principal.user_id)
         # UNSET makes Strawberry send connection_ack without a payload.

@@ -293,4 +293,18 @@ class Finding(Document):
         ]
 
 
-DOCUMENT_MODELS: list[type[Document]] = [EmailAccount, ScanTask, ScannedMessage, Finding]
+class User(Document):
+    """A person who signed in with Google; created on the first sign-in."""
+
+    #: The ``sub`` claim of the Google ID token: Google's stable id of the account.
+    subject: str
+    email: str | None = None
+    name: str | None = None
+    created_at: UTCDateTime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "users"
+        indexes = [IndexModel([("subject", ASCENDING)], unique=True, name="subject")]
+
+
+DOCUMENT_MODELS: list[type[Document]] = [EmailAccount, ScanTask, ScannedMessage, Finding, User]

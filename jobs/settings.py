@@ -63,6 +63,25 @@ class Settings:
     max_page_size: int = 100
     #: Deepest GraphQL query accepted.
     max_query_depth: int = 12
+    #: Google OAuth client ids whose ID tokens are accepted (the ``aud`` claim); empty turns
+    #: Google sign-in off.
+    google_client_ids: tuple[str, ...] = ()
+    #: URL of Google's token-signing certificates (PEM by key id); tests point it elsewhere.
+    google_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
+    #: Clock skew allowed when checking ``iat``, ``nbf`` and ``exp`` of an ID token, in seconds.
+    google_clock_skew_s: int = 30
+    #: Email domains allowed to sign in with Google; empty allows every verified address.
+    allowed_email_domains: tuple[str, ...] = ()
+    #: Scans of one user that may run at once; the rest wait QUEUED.
+    max_running_scans_per_user: int = 2
+    #: Delay before a scan held back by the per-user limit is offered again, in seconds.
+    admission_retry_s: float = 1.0
+    #: startScan and retryScan calls one user may make per ``start_scan_window_s``.
+    start_scan_limit: int = 60
+    #: Length of the rate-limit window of startScan and retryScan, in seconds.
+    start_scan_window_s: int = 60
+    #: Operations one websocket may run at once (subscriptions, queries and mutations).
+    max_ws_operations: int = 20
 
 
 def _convert(name: str, raw: str, default: Any) -> Any:

@@ -28,6 +28,9 @@ class RequestContext:
     hub: ProgressHub
     user_id: str | None = None
     connection_params: dict[str, object] | None = None
+    #: True on a graphql-transport-ws connection, whose handler closes a connection with
+    #: invalid credentials with code 4401.
+    closes_unauthenticated: bool = False
     #: Batches the account lookups of one execution; uncached because a websocket context
     #: lives as long as its connection and an account may be removed meanwhile.
     accounts: DataLoader[str, EmailAccount | None] = field(init=False)

@@ -127,20 +127,20 @@ def ws_client(services: Any) -> Iterator[TestClient]:
         client.portal.call(drop_database, client.app.state.runtime)  # type: ignore[attr-defined]
 
 
-def test_transport_ws_without_auth_closes_4403(ws_client: TestClient) -> None:
+def test_transport_ws_without_auth_closes_4401(ws_client: TestClient) -> None:
     with ws_client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
         ws.send_json({"type": "connection_init", "payload": {}})
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
-    assert closed.value.code == 4403
+    assert closed.value.code == 4401
 
 
-def test_transport_ws_with_bad_token_closes_4403(ws_client: TestClient) -> None:
+def test_transport_ws_with_bad_token_closes_4401(ws_client: TestClient) -> None:
     with ws_client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
         ws.send_json({"type": "connection_init", "payload": {"authorization": "Bearer x"}})
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
-    assert closed.value.code == 4403
+    assert closed.value.code == 4401
 
 
 def test_transport_ws_with_dev_token_is_acked(ws_client: TestClient) -> None:
