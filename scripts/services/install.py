@@ -1,4 +1,4 @@
-"""Installation of the Debian packages, FerretDB and the Python project."""
+"""Installation of the Debian packages, FerretDB, the npm packages and the Python project."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,22 +18,29 @@ logger = logging.getLogger(__name__)
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.2"
 GO_FALLBACK = Path("/usr/local/go/bin/go")
+#: npm project of the browser packages the API serves (GraphiQL), and where it is installed.
+WEB_PROJECT = REPO_ROOT / "web"
+WEB_INSTALL_DIR = STATE_ROOT / "web"
 
 #: Debian binary that proves a package is installed, and the package that provides it.
 APT_PACKAGES: dict[str, str] = {
     "/usr/bin/redis-server": "redis-server",
     "/usr/sbin/dovecot": "dovecot-imapd",
     str(POSTGRESQL_BIN / "initdb"): "postgresql",
+    # The browser the browser tests drive through Playwright.
+    "/usr/bin/chromium": "chromium",
 }
 
 
 def install(python_packages: bool = True) -> None:
-    """Install the Debian packages and FerretDB when missing, then the Python project.
+    """Install the Debian packages, FerretDB and the npm packages when missing, then the
+    Python project.
 
     Every step is skipped when its result already exists, so a second run takes seconds.
     """
     install_debian_packages()
     build_ferretdb()
+    install_web_packages()
     if python_packages:
         install_python_packages()
 
@@ -122,6 +130,37 @@ def build_ferretdb() -> None:
     partial.replace(FERRETDB_BIN)
     shutil.rmtree(source, ignore_errors=True)
     logger.info("built %s: %s", FERRETDB_BIN, version.splitlines()[0] if version else "")
+
+
+def install_web_packages() -> None:
+    """``npm ci`` of ``web/package-lock.json`` into ``.state/web/node_modules``.
+
+    Skipped while the stamp written after the last successful install equals the committed
+    lock file. Install scripts of the packages do not run.
+    """
+    lock = WEB_PROJECT / "package-lock.json"
+    stamp = WEB_INSTALL_DIR / "installed-package-lock.json"
+    if stamp.exists() and stamp.read_bytes() == lock.read_bytes():
+        logger.info("npm packages present: %s", WEB_INSTALL_DIR / "node_modules")
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ServiceError(
+            "npm is missing; install Node.js 20 or newer with npm (Debian: apt-get install npm)"
+        )
+
+    WEB_INSTALL_DIR.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)
+    shutil.copyfile(WEB_PROJECT / "package.json", WEB_INSTALL_DIR / "package.json")
+    shutil.copyfile(lock, WEB_INSTALL_DIR / "package-lock.json")
+    logger.info("npm ci in %s", WEB_INSTALL_DIR)
+    run_command(
+        [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--no-update-notifier"],
+        "npm ci",
+        cwd=WEB_INSTALL_DIR,
+        stdin=subprocess.DEVNULL,
+    )
+    shutil.copyfile(lock, stamp)
 
 
 def install_python_packages() -> None:
