@@ -30,6 +30,7 @@ from jobs.documents import (
     utcnow,
 )
 from jobs.errors import ConfigurationError, PermanentScanError, ScanError, TransientScanError
+from jobs.fairness import admit
 from jobs.imap import FetchedMessage, ImapSession
 from jobs.lease import LeaseKeeper, ScanCancelled
 from jobs.lifecycle import parse_object_id
@@ -388,6 +389,8 @@ async def run_scan(rt: Runtime, task_id: str, worker_id: str) -> None:
             task_id,
             worker_id,
         )
+        return
+    if not await admit(rt, task, worker_id):
         return
 
     if task.cancel_requested:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import strawberry
 
-from jobs import accounts, documents, lifecycle
+from jobs import accounts, documents, fairness, lifecycle
 from jobs.errors import (
     InvalidInputError,
     InvalidStateError,
@@ -21,6 +21,7 @@ from jobs.errors import (
     RequestError,
     ScanAlreadyRunningError,
 )
+from jobs.runtime import Runtime
 from schema.context import Info
 from schema.enums import ImapSecurity
 from schema.errors import InvalidInput, InvalidState, NotFound, QuotaExceeded, ScanAlreadyRunning
@@ -107,6 +108,16 @@ def _start_error(error: RequestError) -> StartScanResult:
     raise error
 
 
+async def _rate_limit(operation: str, rt: Runtime, user_id: str) -> QuotaExceeded | None:
+    """Count one scan start; return QuotaExceeded when the user is over the limit."""
+    try:
+        await fairness.check_start_rate(rt, user_id)
+    except QuotaExceededError as exc:
+        _log_rejection(operation, user_id, exc)
+        return QuotaExceeded.from_error(exc)
+    return None
+
+
 async def resolve_connect_imap_account(info: Info, input: ImapAccountInput) -> ConnectAccountResult:
     context = info.context
     user_id = context.require_user_id()
@@ -144,6 +155,9 @@ async def resolve_start_scan(
 ) -> StartScanResult:
     context = info.context
     user_id = context.require_user_id()
+    limited = await _rate_limit("startScan", context.runtime, user_id)
+    if limited is not None:
+        return limited
     started = lifecycle.start_scan(context.runtime, user_id, str(account_id), months)
     return await _start_result("startScan", user_id, started)
 
@@ -165,6 +179,9 @@ async def resolve_cancel_scan(info: Info, task_id: strawberry.ID) -> CancelScanR
 async def resolve_retry_scan(info: Info, task_id: strawberry.ID) -> StartScanResult:
     context = info.context
     user_id = context.require_user_id()
+    limited = await _rate_limit("retryScan", context.runtime, user_id)
+    if limited is not None:
+        return limited
     started = lifecycle.retry_scan(context.runtime, user_id, str(task_id))
     return await _start_result("retryScan", user_id, started)
 

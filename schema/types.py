@@ -6,7 +6,7 @@ from datetime import datetime
 
 import strawberry
 
-from jobs import documents
+from jobs import documents, fairness
 from jobs.progress import ProgressEvent
 from schema.context import Info
 from schema.enums import FindingKind, ImapSecurity, ScanPhase, ScanStatus
@@ -88,6 +88,12 @@ class ScanSummary:
         )
 
 
+async def _queue_position(root: ScanTask, info: Info) -> int | None:
+    if root.status != ScanStatus.QUEUED:
+        return None
+    return await fairness.queue_position(info.context.require_user_id(), str(root.id))
+
+
 async def _task_account(root: ScanTask, info: Info) -> EmailAccount | None:
     account = await info.context.accounts.load(str(root.account_id))
     return EmailAccount.from_document(account) if account is not None else None
@@ -118,6 +124,11 @@ class ScanTask:
 
     account: EmailAccount | None = strawberry.field(
         resolver=_task_account, description="The scanned account; null once the account is removed."
+    )
+    queue_position: int | None = strawberry.field(
+        resolver=_queue_position,
+        description="Position of a QUEUED task among the user's QUEUED tasks, from 1 for the "
+        "oldest; null in any other status.",
     )
 
     @classmethod
