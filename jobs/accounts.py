@@ -7,15 +7,14 @@ server, so bad credentials show up as a failed scan with a clear code.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
-import socket
 
 from beanie import SortDirection
 
 from jobs.documents import EmailAccount, ImapSecurity, ScannedMessage
 from jobs.errors import InvalidInputError
+from jobs.hosts import IPAddress, first_rejected, parse_ip, resolve
 from jobs.lifecycle import cancel_account_scans, find_user_account
 from jobs.runtime import Runtime
 from jobs.secrets import encrypt_secret
@@ -31,16 +30,6 @@ MAX_HOST_LENGTH = 253
 RESOLVE_TIMEOUT_S = 5.0
 
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-
-#: Cloud metadata services that are not covered by the private and link-local ranges.
-_METADATA_ADDRESSES = frozenset(
-    {
-        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
-        ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
-    }
-)
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 async def connect_imap_account(
@@ -114,7 +103,7 @@ def _check_host_syntax(host: str) -> None:
         raise InvalidInputError(
             "host", "host is empty; enter the IMAP server name, e.g. imap.example.com"
         )
-    if _parse_ip(host) is not None:
+    if parse_ip(host) is not None:
         return
     name = host.removesuffix(".")
     labels = name.split(".")
@@ -172,43 +161,21 @@ def _account_label(label: str | None, username: str, host: str) -> str:
 async def _check_public_host(host: str, port: int) -> None:
     """Reject a host that resolves to an address reserved for local or internal use.
 
-    NOTE: the worker resolves the host again when it connects, so a DNS answer that changes
-    in between is not caught here.
+    The worker checks the address again when it connects (see ``jobs.imap.connection``).
     """
-    for address in await _resolve(host, port):
-        if not _is_public(address):
-            raise InvalidInputError(
-                "host",
-                f"host {host!r} resolves to {address}, which is a loopback, private, link-local, "
-                "multicast or metadata address; enter the public name of the IMAP server",
-            )
+    rejected = first_rejected(await _resolve(host, port))
+    if rejected is not None:
+        raise InvalidInputError(
+            "host",
+            f"host {host!r} resolves to {rejected}, which is a loopback, private, link-local, "
+            "multicast or metadata address; enter the public name of the IMAP server",
+        )
 
 
 async def _resolve(host: str, port: int) -> list[IPAddress]:
-    loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
-        )
+        return await asyncio.wait_for(asyncio.to_thread(resolve, host, port), RESOLVE_TIMEOUT_S)
     except (OSError, TimeoutError) as exc:
         raise InvalidInputError(
             "host", f"host {host!r} cannot be resolved ({exc}); check the server name"
         ) from exc
-    addresses = [_parse_ip(str(info[4][0])) for info in infos]
-    return [address for address in addresses if address is not None]
-
-
-def _parse_ip(text: str) -> IPAddress | None:
-    try:
-        # A scope suffix (fe80::1%eth0) is not part of the address itself.
-        return ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def _is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address in _METADATA_ADDRESSES or address.is_multicast:
-        return False
-    return address.is_global

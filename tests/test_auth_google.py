@@ -108,7 +108,7 @@ def sign(key: SigningKey, **changes: Any) -> str:
         "exp": now + 3600,
     }
     claims.update(changes)
-    signer = crypt.RSASigner.from_string(key.private_pem, key_id=KEY_ID)
+    signer = crypt.RSASigner.from_string(key.private_pem, key_id=KEY_ID)  # type: ignore[no-untyped-call]
     token: bytes = jwt.encode(signer, claims, key_id=KEY_ID)  # type: ignore[no-untyped-call]
     return token.decode()
 

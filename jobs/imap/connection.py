@@ -1,4 +1,9 @@
-"""Opening an IMAP connection over TLS (SSL), STARTTLS or, when allowed, plain text."""
+"""Opening an IMAP connection over TLS (SSL), STARTTLS or, when allowed, plain text.
+
+The host name is resolved once, every resolved address is checked against the host policy
+of :mod:`jobs.hosts`, and the TCP connection goes to the first address. TLS still uses the
+host name for SNI and certificate verification, so pinning the address does not weaken it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from jobs.errors import PermanentScanError
+from jobs.hosts import first_rejected, resolve
 from jobs.imap.errors import (
     BUSY_RESPONSE_CODES,
     Endpoint,
@@ -18,6 +24,7 @@ from jobs.imap.errors import (
     server_busy,
     translating_transport_errors,
 )
+from jobs.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -29,34 +36,46 @@ SECURITY_MODES: tuple[Security, ...] = ("SSL", "STARTTLS", "NONE")
 SocketObserver = Callable[[socket.socket], None]
 
 
+def _connect_socket(address: str, port: int, timeout: float | None) -> socket.socket:
+    return socket.create_connection((address, port), timeout)
+
+
 class _ObservedIMAP4(imaplib.IMAP4):
-    def __init__(self, host: str, port: int, timeout: float, observer: SocketObserver) -> None:
+    """IMAP4 connected to a resolved ``address``; ``host`` stays the name."""
+
+    def __init__(
+        self, host: str, address: str, port: int, timeout: float, observer: SocketObserver
+    ) -> None:
+        self._address = address
         self._observer = observer
         super().__init__(host, port, timeout)
 
     # _create_socket is a private hook of imaplib (checked in Python 3.11), not in typeshed.
     def _create_socket(self, timeout: float | None) -> socket.socket:
-        sock: socket.socket = super()._create_socket(timeout)  # type: ignore[misc]
+        sock = _connect_socket(self._address, self.port, timeout)
         self._observer(sock)
         return sock
 
 
 class _ObservedIMAP4SSL(imaplib.IMAP4_SSL):
+    """IMAP4 over TLS connected to a resolved ``address``; the TLS server name is ``host``."""
+
     def __init__(
         self,
         host: str,
+        address: str,
         port: int,
         context: ssl.SSLContext,
         timeout: float,
         observer: SocketObserver,
     ) -> None:
+        self._address = address
         self._observer = observer
         super().__init__(host, port, ssl_context=context, timeout=timeout)
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
-        # The same steps as IMAP4_SSL._create_socket, with the TCP socket reported before
-        # the TLS handshake, which can block too.
-        sock: socket.socket = imaplib.IMAP4._create_socket(self, timeout)  # type: ignore[attr-defined]
+        # The TCP socket is reported before the TLS handshake, which can block too.
+        sock = _connect_socket(self._address, self.port, timeout)
         self._observer(sock)
         context: ssl.SSLContext = self.ssl_context
         wrapped = context.wrap_socket(sock, server_hostname=self.host)
@@ -87,13 +106,15 @@ def open_connection(
     ca_file: str | None,
     allow_insecure: bool,
     observer: SocketObserver,
+    allow_private_hosts: bool | None = None,
 ) -> imaplib.IMAP4:
     """Connect, read the greeting and, for STARTTLS, upgrade to TLS.
 
-    ``observer`` receives every socket as soon as it exists. Raises PermanentScanError
-    (INSECURE_CONNECTION, TLS_ERROR) or TransientScanError (CONNECTION_FAILED, TIMEOUT,
-    SERVER_UNAVAILABLE). Every socket operation of the returned connection times out after
-    ``endpoint.timeout_s``.
+    ``observer`` receives every socket as soon as it exists. ``allow_private_hosts`` defaults
+    to the process setting ``MAILSCAN_ALLOW_PRIVATE_HOSTS``. Raises PermanentScanError
+    (INSECURE_CONNECTION, HOST_NOT_ALLOWED, TLS_ERROR) or TransientScanError
+    (CONNECTION_FAILED, TIMEOUT, SERVER_UNAVAILABLE). Every socket operation of the returned
+    connection times out after ``endpoint.timeout_s``.
     """
     if security not in SECURITY_MODES:
         raise ValueError(f"security must be one of {SECURITY_MODES}, got {security!r}")
@@ -104,10 +125,17 @@ def open_connection(
             "password unencrypted; use SSL or STARTTLS.",
         )
 
+    if allow_private_hosts is None:
+        # NOTE: ImapSession does not pass the flag yet, so the worker uses its own setting.
+        allow_private_hosts = get_settings().allow_private_hosts
+
     context = None if security == "NONE" else create_tls_context(ca_file)
-    logger.debug("connecting to IMAP server %s with security %s", endpoint, security)
     with translating_transport_errors(endpoint):
-        imap = _connect(endpoint, context if security == "SSL" else None, observer)
+        address = _allowed_address(endpoint, allow_private_hosts)
+        logger.debug(
+            "connecting to IMAP server %s at %s with security %s", endpoint, address, security
+        )
+        imap = _connect(endpoint, address, context if security == "SSL" else None, observer)
     if context is None or security == "SSL":
         return imap
 
@@ -120,14 +148,34 @@ def open_connection(
     return imap
 
 
+def _allowed_address(endpoint: Endpoint, allow_private_hosts: bool) -> str:
+    """Resolve the endpoint's host once and return the address to connect to.
+
+    Raises PermanentScanError HOST_NOT_ALLOWED when an address is not public and private
+    hosts are not allowed, and OSError when the name cannot be resolved.
+    """
+    addresses = resolve(endpoint.host, endpoint.port)
+    if not addresses:
+        raise OSError(f"host {endpoint.host!r} has no IP address")
+    rejected = None if allow_private_hosts else first_rejected(addresses)
+    if rejected is not None:
+        raise PermanentScanError(
+            "HOST_NOT_ALLOWED",
+            f"IMAP server {endpoint} resolves to {rejected}, which is a loopback, private, "
+            "link-local, multicast or metadata address; connect the account with the "
+            "public name of the server.",
+        )
+    return str(addresses[0])
+
+
 def _connect(
-    endpoint: Endpoint, context: ssl.SSLContext | None, observer: SocketObserver
+    endpoint: Endpoint, address: str, context: ssl.SSLContext | None, observer: SocketObserver
 ) -> imaplib.IMAP4:
     host, port, timeout_s = endpoint.host, endpoint.port, endpoint.timeout_s
     try:
         if context is not None:
-            return _ObservedIMAP4SSL(host, port, context, timeout_s, observer)
-        return _ObservedIMAP4(host, port, timeout_s, observer)
+            return _ObservedIMAP4SSL(host, address, port, context, timeout_s, observer)
+        return _ObservedIMAP4(host, address, port, timeout_s, observer)
     except imaplib.IMAP4.abort:
         raise
     except imaplib.IMAP4.error as exc:
