@@ -1,6 +1,7 @@
 """The Starlette application: ``uvicorn api.app:create_app --factory``.
 
-Routes: ``/graphql`` (HTTP, GraphiQL and websockets), ``/healthz`` and ``/readyz``.
+Routes: ``/graphql`` (HTTP, GraphiQL and websockets), ``/healthz`` and ``/readyz``, the
+dashboard at ``/`` with its ``/static/`` files, and the REST compatibility routes under ``/api/``.
 The lifespan opens the process's connections and its progress hub, and closes both at
 shutdown.
 """
@@ -15,7 +16,9 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from api.auth import create_authenticator
+from api.dashboard import web_routes
 from api.health import healthz, readyz
+from api.rest import rest_routes
 from api.view import GraphQLApp
 from jobs.hub import ProgressHub
 from jobs.runtime import Runtime
@@ -38,12 +41,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # Declares the actors on the broker so that the mutations can send scan jobs.
     import jobs.actors  # noqa: F401
 
-    graphql = GraphQLApp(build_schema(settings.max_query_depth), create_authenticator(settings))
+    authenticator = create_authenticator(settings)
+    graphql = GraphQLApp(build_schema(settings.max_query_depth), authenticator)
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        *rest_routes(authenticator),
+        *web_routes(),
     ]
     return Starlette(routes=routes, lifespan=_lifespan(settings))
 

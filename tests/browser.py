@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from playwright.async_api import Page, Route, async_playwright
+from playwright.async_api import Page, Route, WebSocket, async_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,6 +41,8 @@ class Browser:
     page_errors: list[str] = field(default_factory=list)
     #: Messages the page logged with console.error, including failed resource loads.
     console_errors: list[str] = field(default_factory=list)
+    #: Text frames the page received on its websockets, in order.
+    websocket_frames: list[str] = field(default_factory=list)
 
     async def screenshot(self, name: str) -> Path:
         """Save a full-page screenshot as ``test-artifacts/<name>.png`` and return its path."""
@@ -83,12 +85,21 @@ async def open_browser(local_storage: dict[str, str] | None = None) -> AsyncIter
                     browser.console_errors.append(message.text) if message.type == "error" else None
                 ),
             )
+            page.on("websocket", lambda socket: _record_frames(socket, browser))
             if local_storage:
                 await context.add_init_script(script=_local_storage_script(local_storage))
             try:
                 yield browser
             finally:
                 await context.close()
+
+
+def _record_frames(socket: WebSocket, browser: Browser) -> None:
+    def record(payload: str | bytes) -> None:
+        if isinstance(payload, str):
+            browser.websocket_frames.append(payload)
+
+    socket.on("framereceived", record)
 
 
 def _local_storage_script(entries: dict[str, str]) -> str:
