@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import dramatiq
 
 import jobs.broker  # noqa: F401  (sets the global broker before the actors are declared)
@@ -24,4 +26,5 @@ async def scan_mailbox(task_id: str) -> None:
     from jobs.scan import run_scan
 
     rt = await get_worker_runtime()
-    await run_scan(rt, task_id, worker_id())
+    # One lease owner per delivery, so two deliveries in one process cannot share a lease.
+    await run_scan(rt, task_id, f"{worker_id()}:{uuid.uuid4().hex[:4]}")

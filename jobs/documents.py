@@ -149,6 +149,12 @@ class ScanTask(Document):
     lease_expires_at: UTCDateTime | None = None
     #: Id of the Dramatiq message that carries this task, for diagnostics.
     message_id: str | None = None
+    #: Key of that message in the Redis broker's message hash, and when it was sent; the
+    #: sweeper sends the task again when the message is gone while the task is QUEUED.
+    broker_message_id: str | None = None
+    queued_at: UTCDateTime | None = None
+    #: When a sweeper last sent this task again after its lease expired.
+    rescued_at: UTCDateTime | None = None
 
     class Settings:
         name = "scan_tasks"

@@ -6,7 +6,6 @@ API process and a worker, can race without leaving a task in a state nobody owns
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import logging
 from datetime import datetime
@@ -15,6 +14,7 @@ from beanie import PydanticObjectId, SortDirection
 from bson.errors import InvalidId
 from pymongo import ReturnDocument
 
+from jobs.dispatch import send_scan
 from jobs.documents import (
     ACTIVE_STATUSES,
     EmailAccount,
@@ -99,12 +99,8 @@ async def _claim_account_slot(task: ScanTask) -> None:
 
 
 async def _enqueue(rt: Runtime, task: ScanTask) -> None:
-    # Imported here because declaring the actor needs the broker, which the API sets up once.
-    from jobs.actors import scan_mailbox
-
-    message = await asyncio.to_thread(scan_mailbox.send, str(task.id))
-    await ScanTask.find_one({"_id": task.id}).update({"$set": {"message_id": message.message_id}})
-    logger.info("task %s user %s enqueued as message %s", task.id, task.user_id, message.message_id)
+    message_id = await send_scan(task)
+    logger.info("task %s user %s enqueued as message %s", task.id, task.user_id, message_id)
 
 
 async def start_scan(rt: Runtime, user_id: str, account_id: str, months: int) -> ScanTask:

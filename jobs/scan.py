@@ -1,25 +1,24 @@
 """The body of one scan attempt: claim the task, read the mailbox, save, report, finish.
 
 The attempt reads everything from the task document, so a redelivered or retried message
-resumes the same task from its checkpoints. Failures end the attempt in exactly one of three
-ways: FAILED (permanent error or attempts used up), QUEUED with ``next_retry_at`` (transient
-error, retried with backoff), or CANCELLED.
+resumes the same task from its checkpoints. The outcomes of an attempt are in
+:mod:`jobs.attempt`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import time
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from jobs.analysis import analyse_headers, analyse_message
+from jobs.attempt import AttemptState
+from jobs.dispatch import send_scan
 from jobs.documents import (
     EmailAccount,
     FolderCheckpoint,
@@ -27,24 +26,18 @@ from jobs.documents import (
     ScanStatus,
     ScanTask,
     TaskError,
-    utcnow,
 )
 from jobs.errors import ConfigurationError, PermanentScanError, ScanError, TransientScanError
 from jobs.fairness import admit
 from jobs.imap import FetchedMessage, ImapSession
-from jobs.lease import LeaseKeeper, ScanCancelled
+from jobs.lease import ScanCancelled
 from jobs.lifecycle import parse_object_id
-from jobs.progress import ProgressEvent, estimate, event_from_task
-from jobs.results import AnalysedMessage, save_batch, summarise
+from jobs.progress import event_from_task
+from jobs.results import AnalysedMessage, save_batch
 from jobs.runtime import Runtime
 from jobs.secrets import decrypt_secret
-from jobs.task_state import (
-    claim_task,
-    finish_task,
-    requeue_for_retry,
-    save_checkpoint,
-    update_owned,
-)
+from jobs.task_state import claim_task, finish_task, save_checkpoint, update_owned
+from jobs.worker_runtime import stop_requested
 
 logger = logging.getLogger(__name__)
 
@@ -59,17 +52,8 @@ class FolderPlan:
     saved_before: int
 
 
-@dataclass
-class Counters:
-    processed: int = 0
-    total: int = 0
-    done_before: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def percent(self) -> float:
-        if self.total == 0:
-            return 0.0
-        return round(min(100.0, 100.0 * self.processed / self.total), 2)
+class WorkerStopping(Exception):
+    """The worker process is shutting down; the attempt hands its task back after a batch."""
 
 
 def analyse(fetched: FetchedMessage) -> AnalysedMessage:
@@ -89,56 +73,12 @@ def analyse_batch(batch: Sequence[FetchedMessage]) -> list[AnalysedMessage]:
     return [analyse(fetched) for fetched in batch]
 
 
-def retry_delay_s(rt: Runtime, attempt: int) -> float:
-    """Exponential backoff with +-25% jitter, so retries of many tasks do not align."""
-    base = min(rt.settings.retry_max_s, rt.settings.retry_base_s * 2 ** max(attempt - 1, 0))
-    jitter = random.uniform(0.75, 1.25)
-    return round(float(base) * jitter, 3)
-
-
-class ScanAttempt:
-    """One attempt at one task, owned by one worker through its lease."""
+class ScanAttempt(AttemptState):
+    """One attempt at one task: read the mailbox batch by batch, checkpointing each batch."""
 
     def __init__(self, rt: Runtime, task: ScanTask, worker_id: str) -> None:
-        self.rt = rt
-        self.task = task
-        self.task_id = str(task.id)
-        self.worker_id = worker_id
-        self.counters = Counters()
-        self.phase = ScanPhase.CONNECTING
-        self.lease = LeaseKeeper(rt, task, worker_id)
-
-    # -- progress -------------------------------------------------------------------------
-
-    def _event(self, status: ScanStatus, message: str | None = None) -> ProgressEvent:
-        rate, eta = estimate(
-            self.counters.processed,
-            self.counters.total,
-            self.counters.started,
-            self.counters.done_before,
-        )
-        return ProgressEvent(
-            task_id=self.task_id,
-            user_id=self.task.user_id,
-            status=status,
-            phase=self.phase,
-            percent=self.counters.percent(),
-            processed=self.counters.processed,
-            total=self.counters.total,
-            eta_seconds=eta,
-            messages_per_second=rate,
-            message=message,
-            updated_at=utcnow(),
-        )
-
-    async def _report(self, *, force: bool = False, message: str | None = None) -> None:
-        status = ScanStatus.CANCELLING if self.lease.cancel_requested else ScanStatus.RUNNING
-        await self.rt.publisher.publish(self._event(status, message), force=force)
-
-    async def _enter_phase(self, phase: ScanPhase) -> None:
-        self.phase = phase
-        await update_owned(self.task, self.worker_id, {"phase": phase.value})
-        await self._report(force=True)
+        super().__init__(rt, task, worker_id)
+        self._batches_saved = 0
 
     # -- mailbox --------------------------------------------------------------------------
 
@@ -191,6 +131,8 @@ class ScanAttempt:
 
         for start in range(0, len(plan.pending), batch_size):
             self.lease.raise_if_stopped()
+            if stop_requested():
+                raise WorkerStopping
             uids = plan.pending[start : start + batch_size]
             fetched = await asyncio.to_thread(
                 session.fetch, uids, max_message_bytes=self.rt.settings.max_message_bytes
@@ -211,14 +153,21 @@ class ScanAttempt:
                 raise ScanCancelled("lease lost")
             self.task.checkpoints[plan.name] = checkpoint
             await self._report()
+            self._batches_saved += 1
+            self._crash_if_configured()
 
-    def _progress_fields(self) -> dict[str, object]:
-        return {
-            "processed": self.counters.processed,
-            "total": self.counters.total,
-            "percent": self.counters.percent(),
-            "phase": self.phase.value,
-        }
+    def _crash_if_configured(self) -> None:
+        limit = self.rt.settings.crash_after_batches
+        if limit and self._batches_saved >= limit:
+            logger.error(
+                "task %s user %s: exiting the worker process after %d batches "
+                "(MAILSCAN_CRASH_AFTER_BATCHES test hook)",
+                self.task_id,
+                self.task.user_id,
+                self._batches_saved,
+            )
+            logging.shutdown()
+            os._exit(70)
 
     async def _scan_mailbox(self) -> None:
         account, password = await self._load_account()
@@ -240,104 +189,6 @@ class ScanAttempt:
         finally:
             await asyncio.to_thread(session.close)
 
-    # -- outcomes -------------------------------------------------------------------------
-
-    async def _publish_final(self, task: ScanTask | None, message: str | None) -> None:
-        if task is None:
-            logger.warning("task %s lost its lease before it could finish", self.task_id)
-            return
-        self.phase = task.phase
-        event = self._event(task.status, message)
-        event = event.model_copy(update={"percent": task.percent})
-        await self.rt.publisher.publish(event, force=True)
-
-    async def _complete(self) -> None:
-        await self._enter_phase(ScanPhase.SAVING)
-        summary = await summarise(self.task)
-        self.counters.processed = self.counters.total
-        task = await finish_task(
-            self.task,
-            self.worker_id,
-            ScanStatus.COMPLETED,
-            summary=summary,
-            extra={
-                "processed": self.counters.total,
-                "total": self.counters.total,
-                "percent": 100.0,
-            },
-        )
-        elapsed = time.monotonic() - self.counters.started
-        logger.info(
-            "task %s user %s completed: %d messages, %d flagged, %.1f s, attempt %d",
-            self.task_id,
-            self.task.user_id,
-            summary.messages,
-            summary.flagged,
-            elapsed,
-            self.task.attempts,
-        )
-        await self._publish_final(task, None)
-
-    async def _cancelled(self) -> None:
-        summary = await summarise(self.task)
-        task = await finish_task(self.task, self.worker_id, ScanStatus.CANCELLED, summary=summary)
-        await self.rt.redis.delete(self.rt.keys.cancel_flag(self.task_id))
-        logger.info(
-            "task %s user %s cancelled after %d of %d messages",
-            self.task_id,
-            self.task.user_id,
-            self.counters.processed,
-            self.counters.total,
-        )
-        await self._publish_final(task, "cancelled")
-
-    async def _failed(self, error: ScanError) -> None:
-        if error.retryable and self.task.attempts < self.task.attempt_limit:
-            await self._schedule_retry(error)
-            return
-        summary = await summarise(self.task)
-        reason = TaskError(code=error.code, message=error.message, retryable=error.retryable)
-        task = await finish_task(
-            self.task, self.worker_id, ScanStatus.FAILED, error=reason, summary=summary
-        )
-        logger.info(
-            "task %s user %s failed with %s after %d attempts: %s",
-            self.task_id,
-            self.task.user_id,
-            error.code,
-            self.task.attempts,
-            error.message,
-        )
-        await self._publish_final(task, error.message)
-
-    async def _schedule_retry(self, error: ScanError) -> None:
-        from jobs.actors import scan_mailbox
-
-        delay_s = retry_delay_s(self.rt, self.task.attempts)
-        retry_at = utcnow() + timedelta(seconds=delay_s)
-        reason = TaskError(code=error.code, message=error.message, retryable=True)
-        task = await requeue_for_retry(self.task, self.worker_id, reason, retry_at)
-        if task is None:
-            logger.warning("task %s lost its lease; its new owner decides on retries", self.task_id)
-            return
-        await asyncio.to_thread(
-            scan_mailbox.send_with_options, args=(self.task_id,), delay=int(delay_s * 1000)
-        )
-        logger.info(
-            "task %s user %s retry %d in %.1f s after %s: %s",
-            self.task_id,
-            self.task.user_id,
-            self.task.attempts + 1,
-            delay_s,
-            error.code,
-            error.message,
-        )
-        self.phase = ScanPhase.QUEUED
-        await self.rt.publisher.publish(
-            self._event(ScanStatus.QUEUED, f"retrying in {delay_s:.0f} s: {error.message}"),
-            force=True,
-        )
-
     async def run(self) -> None:
         logger.info(
             "task %s user %s attempt %d started by %s",
@@ -353,7 +204,17 @@ class ScanAttempt:
                 self.lease.raise_if_stopped()
                 await self._complete()
         except ScanCancelled:
+            if self.lease.lease_lost:
+                logger.warning(
+                    "task %s user %s: %s lost its lease; the new owner continues the scan",
+                    self.task_id,
+                    self.task.user_id,
+                    self.worker_id,
+                )
+                return
             await self._cancelled()
+        except WorkerStopping:
+            await self._released()
         except ScanError as exc:
             # Aborting the IMAP socket on cancel surfaces as a connection error.
             if self.lease.cancel_requested:
@@ -361,7 +222,12 @@ class ScanAttempt:
             else:
                 await self._failed(exc)
         except (PyMongoError, RedisError, OSError) as exc:
-            logger.warning("task %s: storage unavailable (%s); retrying", self.task_id, exc)
+            logger.warning(
+                "task %s user %s: database or Redis unavailable (%s); retrying",
+                self.task_id,
+                self.task.user_id,
+                exc,
+            )
             await self._failed(
                 TransientScanError(
                     "STORAGE_UNAVAILABLE", "the database or Redis was briefly unavailable"
@@ -382,6 +248,10 @@ class ScanAttempt:
 
 async def run_scan(rt: Runtime, task_id: str, worker_id: str) -> None:
     """Run one attempt of ``task_id`` if this worker can claim it; otherwise do nothing."""
+    if stop_requested():
+        await _pass_on(task_id, worker_id)
+        return
+
     task = await claim_task(task_id, worker_id, rt.settings.lease_s)
     if task is None:
         logger.info(
@@ -412,3 +282,27 @@ async def run_scan(rt: Runtime, task_id: str, worker_id: str) -> None:
         return
 
     await ScanAttempt(rt, task, worker_id).run()
+
+
+#: Delay of a message passed on by a stopping worker, in seconds, which gives the stopping
+#: worker time to stop taking messages.
+PASS_ON_DELAY_S = 1.0
+
+
+async def _pass_on(task_id: str, worker_id: str) -> None:
+    """Send the task again without claiming it, because this worker process is stopping.
+
+    A worker thread can still receive a message after the shutdown began, and returning
+    without work would acknowledge, and so lose, that message.
+    """
+    task = await ScanTask.get(parse_object_id(task_id))
+    if task is None or task.status != ScanStatus.QUEUED:
+        return
+    message_id = await send_scan(task, delay_s=PASS_ON_DELAY_S)
+    logger.info(
+        "task %s user %s not started: %s is shutting down; sent again as message %s",
+        task_id,
+        task.user_id,
+        worker_id,
+        message_id,
+    )

@@ -47,6 +47,18 @@ class Settings:
     progress_snapshot_ttl_s: int = 7 * 24 * 3600
     #: Lease a running actor holds on its task, in seconds; renewed at a third of it.
     lease_s: float = 30.0
+    #: Interval between two sweeps of a worker process for expired leases and lost messages,
+    #: in seconds. A RUNNING task whose worker died is sent again within lease_s plus this.
+    sweep_interval_s: float = 5.0
+    #: A QUEUED task whose broker message is missing for this long is sent again, in seconds.
+    lost_message_grace_s: float = 60.0
+    #: Tasks finished longer ago than this are deleted with their findings, in days.
+    retention_days: float = 30.0
+    #: Interval between two deletions of expired tasks by one worker process, in seconds.
+    cleanup_interval_s: float = 3600.0
+    #: Test hook: a worker process exits abruptly after saving this many batches of one
+    #: attempt, like a crash. 0 turns it off; never set it in production.
+    crash_after_batches: int = 0
     #: Attempts of one scan before it ends FAILED.
     max_attempts: int = 5
     #: Delay before the first automatic retry, in seconds; doubles per attempt, with jitter.

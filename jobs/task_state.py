@@ -153,3 +153,23 @@ async def requeue_for_retry(
         return_document=ReturnDocument.AFTER,
     )
     return _document(raw)
+
+
+async def release_task(task: ScanTask, worker_id: str) -> ScanTask | None:
+    """Put a running task back to QUEUED, keeping its checkpoints, because its worker stops.
+
+    The attempt stays counted. Returns None when this worker no longer holds the lease.
+    """
+    raw = await _collection().find_one_and_update(
+        {"_id": task.id, "lease_owner": worker_id, "status": ScanStatus.RUNNING.value},
+        {
+            "$set": {
+                "status": ScanStatus.QUEUED.value,
+                "phase": ScanPhase.QUEUED.value,
+                "lease_owner": None,
+                "lease_expires_at": None,
+            }
+        },
+        return_document=ReturnDocument.AFTER,
+    )
+    return _document(raw)

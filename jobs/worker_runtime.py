@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import uuid
 from functools import lru_cache
 
@@ -13,6 +14,17 @@ from jobs.settings import get_settings
 
 _runtime: Runtime | None = None
 _lock: asyncio.Lock | None = None
+#: Set when the worker process begins a graceful shutdown (SIGTERM or SIGINT).
+_stopping = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask the running scans of this process to hand their tasks back after their batch."""
+    _stopping.set()
+
+
+def stop_requested() -> bool:
+    return _stopping.is_set()
 
 
 @lru_cache(maxsize=1)

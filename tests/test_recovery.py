@@ -1,0 +1,173 @@
+"""Recovery of running scans: a worker killed mid-scan, a duplicate delivery, a worker stopped
+with SIGTERM, and lost broker messages. Real Dovecot, FerretDB, Redis and worker processes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from jobs.dispatch import send_scan
+from jobs.documents import ScanStatus, ScanTask
+from jobs.runtime import Runtime
+from scripts.services.apps import WorkerProcess
+from tests.scan_harness import (
+    ProgressRecorder,
+    Workers,
+    connect,
+    fill_mailbox,
+    kill_process,
+    lease_owner_pid,
+    load_task,
+    log_lines,
+    rt,
+    saved_messages,
+    start,
+    wait_for_exit,
+    wait_for_status,
+    wait_for_task,
+    workers,
+)
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["rt", "workers"]  # fixtures used by the tests below
+
+#: Small batches make a scan of 1,500 messages last several seconds (about 12 ms a batch).
+SLOW_SCAN = {"MAILSCAN_FETCH_BATCH_SIZE": "3"}
+MAILBOX_SIZE = 1500
+
+
+def owner_and_survivor(
+    pair: tuple[WorkerProcess, WorkerProcess], running: ScanTask
+) -> tuple[WorkerProcess, WorkerProcess]:
+    """Split two single-process workers into the one whose child holds the lease and the other."""
+    owner_pid = lease_owner_pid(running)
+    for index, worker in enumerate(pair):
+        if f"[PID {owner_pid}]" in worker.log_file.read_text(errors="replace"):
+            return worker, pair[1 - index]
+    raise AssertionError(f"no worker log names pid {owner_pid}")
+
+
+async def test_killed_worker_scan_resumes(
+    rt: Runtime, workers: Workers, mail_user: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = mail_user()
+    fill_mailbox(user, MAILBOX_SIZE)
+    account_id = await connect(rt, user)
+    pair = (workers.start(**SLOW_SCAN), workers.start(**SLOW_SCAN))
+
+    task_id = await start(rt, user.name, account_id)
+    async with ProgressRecorder(rt, task_id) as progress:
+        running = await wait_for_task(task_id, lambda task: task.processed >= 150)
+        assert running.processed < MAILBOX_SIZE, "the scan finished before the kill"
+        first, second = owner_and_survivor(pair, running)
+
+        killed_at = time.monotonic()
+        kill_process(lease_owner_pid(running))
+        assert wait_for_exit(first) != 0
+
+        resumed = await wait_for_task(
+            task_id, lambda task: task.attempts == 2 and task.status == ScanStatus.RUNNING
+        )
+        recovered_s = time.monotonic() - killed_at
+        done = await wait_for_status(task_id, ScanStatus.COMPLETED, timeout_s=60)
+        await progress.wait_for("COMPLETED")
+
+    with capsys.disabled():
+        print(f"\nkilled worker: task taken over after {recovered_s:.1f} s")
+    assert recovered_s < 10, "lease 3 s + sweep 0.5 s should bound the takeover"
+    assert resumed.lease_owner != running.lease_owner
+    assert done.attempts == 2
+    assert done.processed == done.total == MAILBOX_SIZE
+    assert done.summary is not None and done.summary.messages == MAILBOX_SIZE
+    assert await saved_messages(account_id) == MAILBOX_SIZE
+    assert progress.statuses()[-2:] == ["RUNNING", "COMPLETED"]
+    assert log_lines(second, rf"task {task_id} .*lease of .* expired"), "no rescue logged"
+    completed = log_lines(second, rf"task {task_id} user {user.name} completed")
+    assert len(completed) == 1
+    # The new attempt fetches exactly what the killed one had not checkpointed.
+    saved_by_killed = resumed.checkpoints["INBOX"].saved
+    assert saved_by_killed >= 150
+    assert f"({MAILBOX_SIZE - saved_by_killed} fetched by this attempt)" in completed[0]
+
+
+async def test_duplicate_delivery_does_no_work(
+    rt: Runtime, workers: Workers, mail_user: Any
+) -> None:
+    user = mail_user()
+    fill_mailbox(user, MAILBOX_SIZE)
+    account_id = await connect(rt, user)
+    pair = (workers.start(**SLOW_SCAN), workers.start(**SLOW_SCAN))
+
+    task_id = await start(rt, user.name, account_id)
+    running = await wait_for_task(task_id, lambda task: task.processed >= 30)
+    await send_scan(running)
+
+    done = await wait_for_status(task_id, ScanStatus.COMPLETED, timeout_s=60)
+    assert done.attempts == 1
+    assert await saved_messages(account_id) == MAILBOX_SIZE
+    # Either worker may receive the duplicate, the lease holder included (it has 4 threads).
+    skipped = [
+        line for worker in pair for line in log_lines(worker, rf"task {task_id} not claimed")
+    ]
+    assert len(skipped) == 1, "no worker received the duplicate"
+    started = [
+        line for worker in pair for line in log_lines(worker, rf"task {task_id} .*started by")
+    ]
+    assert len(started) == 1
+
+
+async def test_sigterm_hands_task_over(rt: Runtime, workers: Workers, mail_user: Any) -> None:
+    user = mail_user()
+    fill_mailbox(user, MAILBOX_SIZE)
+    account_id = await connect(rt, user)
+    pair = (workers.start(**SLOW_SCAN), workers.start(**SLOW_SCAN))
+
+    task_id = await start(rt, user.name, account_id)
+    async with ProgressRecorder(rt, task_id) as progress:
+        running = await wait_for_task(task_id, lambda task: task.processed >= 150)
+        first, _ = owner_and_survivor(pair, running)
+        stopped_at = time.monotonic()
+        first.stop()
+        assert first.process is not None and first.process.returncode == 0
+
+        released = await load_task(task_id)
+        resumed = await wait_for_task(task_id, lambda task: task.attempts == 2, timeout_s=15)
+        handover_s = time.monotonic() - stopped_at
+        done = await wait_for_status(task_id, ScanStatus.COMPLETED, timeout_s=60)
+        await progress.wait_for("COMPLETED")
+
+    assert handover_s < 5, f"takeover after SIGTERM took {handover_s:.1f} s"
+    assert released.status == ScanStatus.QUEUED or released.attempts == 2
+    assert resumed.lease_owner != running.lease_owner
+    assert released.checkpoints["INBOX"].saved > 0
+    assert log_lines(first, rf"task {task_id} user {user.name} released by .* at shutdown")
+    assert done.attempts == 2
+    assert await saved_messages(account_id) == MAILBOX_SIZE
+    assert "QUEUED" in progress.statuses()
+    assert progress.statuses()[-2:] == ["RUNNING", "COMPLETED"]
+
+
+async def test_lost_queued_message_sent_again(
+    rt: Runtime, workers: Workers, mail_user: Any
+) -> None:
+    user = mail_user()
+    fill_mailbox(user, 20)
+    account_id = await connect(rt, user)
+    task_id = await start(rt, user.name, account_id)
+
+    # Lose the message the way a Redis restart without persistence does.
+    namespace = f"{rt.settings.redis_prefix}-dramatiq"
+    queue = rt.settings.queue_name
+    await rt.redis.delete(f"{namespace}:{queue}", f"{namespace}:{queue}.msgs")
+    queued = await load_task(task_id)
+    assert queued.status == ScanStatus.QUEUED
+
+    worker = workers.start(MAILSCAN_LOST_MESSAGE_GRACE_S="1")
+    done = await wait_for_status(task_id, ScanStatus.COMPLETED, timeout_s=30)
+    assert done.attempts == 1
+    assert done.message_id != queued.message_id
+    assert log_lines(worker, rf"task {task_id} .*missing from the broker; sent again")
+    assert await saved_messages(account_id) == 20
