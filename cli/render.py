@@ -6,9 +6,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 ACTIVE_STATUSES = {"QUEUED", "RUNNING", "CANCELLING"}
+#: Length of an account or task id (a MongoDB ObjectId in hexadecimal).
+ID_WIDTH = 24
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -28,8 +30,13 @@ def format_rate(messages_per_second: float | None) -> str:
     return "-" if messages_per_second is None else f"{messages_per_second:.0f} msg/s"
 
 
+def id_column(header: str) -> Column:
+    # Ids are copied into other commands, so they are never shortened or wrapped.
+    return Column(header, no_wrap=True, min_width=ID_WIDTH)
+
+
 def accounts_table(accounts: list[dict[str, Any]]) -> Table:
-    table = Table("ID", "Label", "Server", "User", "Folders", title="Accounts")
+    table = Table(id_column("ID"), "Label", "Server", "User", "Folders", title="Accounts")
     for account in accounts:
         server = f"{account['host']}:{account['port']} {account['security']}"
         table.add_row(
@@ -40,7 +47,9 @@ def accounts_table(accounts: list[dict[str, Any]]) -> Table:
 
 
 def history_table(tasks: list[dict[str, Any]]) -> Table:
-    table = Table("Task", "Account", "Months", "Created", "Status", "Done", "Result", title="Scans")
+    table = Table(
+        id_column("Task"), "Account", "Months", "Created", "Status", "Done", "Result", title="Scans"
+    )
     for task in tasks:
         table.add_row(
             task["id"], task["accountLabel"], str(task["months"]), task["createdAt"][:19],
