@@ -2,7 +2,7 @@
 
 HTTP requests are authenticated before Strawberry handles them, except the GET that renders
 GraphiQL. A request without valid credentials gets HTTP 401 with a GraphQL error whose
-``extensions.code`` is ``UNAUTHENTICATED``; a valid user who is not allowed in gets HTTP 403
+``extensions.code`` is ``UNAUTHENTICATED``. A valid user who is not allowed in gets HTTP 403
 coded ``FORBIDDEN``. Websockets authenticate with the ``authorization`` field of the
 ``connection_init`` payload. A graphql-transport-ws connection is closed with 4401 for missing
 or invalid credentials and with 4403 for a user who is not allowed in (Strawberry 0.341 closes
@@ -15,6 +15,7 @@ Each websocket runs at most ``Settings.max_ws_operations`` operations at once; a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any, cast
@@ -40,8 +41,7 @@ from schema.context import RequestContext
 
 logger = logging.getLogger(__name__)
 
-#: Time a websocket has to send ``connection_init`` before graphql-transport-ws closes it
-#: with 4408, in seconds. NOTE: Strawberry applies no such limit to legacy graphql-ws.
+#: Default of ``Settings.connection_init_timeout_s``; each websocket handler applies the setting.
 CONNECTION_INIT_TIMEOUT_S = 5
 
 
@@ -65,11 +65,13 @@ class WebSocketUnauthenticated(Exception):
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
-    """graphql-transport-ws with a per-connection operation limit and 4401 for bad tokens."""
+    """graphql-transport-ws with the limits of the settings and 4401 for bad tokens."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.max_subscriptions_per_connection = self.context.runtime.settings.max_ws_operations
+        settings = self.context.runtime.settings
+        self.max_subscriptions_per_connection = settings.max_ws_operations
+        self.connection_init_wait_timeout = timedelta(seconds=settings.connection_init_timeout_s)
         self.context.closes_unauthenticated = True
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
@@ -80,11 +82,25 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
-    """Legacy graphql-ws with the same per-connection operation limit."""
+    """Legacy graphql-ws with the same limits; a connection that is not acknowledged within
+    ``Settings.connection_init_timeout_s`` is closed with 4408, as graphql-transport-ws is."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_subscriptions_per_connection = self.context.runtime.settings.max_ws_operations
+
+    async def handle(self) -> None:
+        timer = asyncio.create_task(self._close_unless_acknowledged())
+        try:
+            await super().handle()
+        finally:
+            timer.cancel()
+
+    async def _close_unless_acknowledged(self) -> None:
+        await asyncio.sleep(self.context.runtime.settings.connection_init_timeout_s)
+        if not self.connection_acknowledged:
+            logger.info("legacy websocket closed: no connection_init in time")
+            await self.websocket.close(code=4408, reason="Connection initialisation timeout")
 
 
 class GraphQLApp(GraphQL[RequestContext, None]):

@@ -94,6 +94,8 @@ class Settings:
     start_scan_window_s: int = 60
     #: Operations one websocket may run at once (subscriptions, queries and mutations).
     max_ws_operations: int = 20
+    #: Time a websocket has to send ``connection_init`` before it is closed with 4408, in seconds.
+    connection_init_timeout_s: float = 5.0
 
 
 def _convert(name: str, raw: str, default: Any) -> Any:
