@@ -75,20 +75,39 @@ class LeaseKeeper:
         loop = asyncio.get_running_loop()
         next_renewal = loop.time() + renew_every
         flag = self._rt.keys.cancel_flag(str(self._task.id))
+        failures = 0
         while not (self.cancel_requested or self.lease_lost):
             await asyncio.sleep(CANCEL_POLL_S)
             try:
-                if await self._rt.redis.exists(flag):
-                    self.cancel_requested = True
+                # The renewal goes first so that a Redis outage does not stop it.
                 if loop.time() >= next_renewal:
                     next_renewal = loop.time() + renew_every
                     await self._renew()
+                if await self._rt.redis.exists(flag):
+                    self.cancel_requested = True
             except (RedisError, PyMongoError, OSError) as exc:
                 # The scan itself meets the same outage and retries; the lease has slack.
-                logger.warning("task %s: lease watch failed (%s); trying again", self._task.id, exc)
+                if not failures:
+                    logger.warning(
+                        "task %s user %s: lease watch failed (%s); trying again",
+                        self._task.id,
+                        self._task.user_id,
+                        exc,
+                    )
+                failures += 1
+                continue
+            if failures:
+                logger.info(
+                    "task %s user %s: lease watch works again after %d failed checks",
+                    self._task.id,
+                    self._task.user_id,
+                    failures,
+                )
+                failures = 0
         logger.info(
-            "task %s stopping: %s",
+            "task %s user %s stopping: %s",
             self._task.id,
+            self._task.user_id,
             "lease lost" if self.lease_lost else "cancel requested",
         )
         await self._stop()

@@ -278,7 +278,13 @@ async def run_scan(rt: Runtime, task_id: str, worker_id: str) -> None:
         done = await finish_task(task, worker_id, ScanStatus.FAILED, error=reason)
         if done is not None:
             await rt.publisher.publish(event_from_task(done, reason.message), force=True)
-        logger.error("task %s user %s failed: attempts exhausted", task_id, task.user_id)
+        logger.error(
+            "task %s user %s ends FAILED: %d attempts stopped without finishing; "
+            "retryScan resumes it from its checkpoints",
+            task_id,
+            task.user_id,
+            task.attempts - 1,
+        )
         return
 
     await ScanAttempt(rt, task, worker_id).run()

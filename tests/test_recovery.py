@@ -66,6 +66,7 @@ async def test_killed_worker_scan_resumes(
 
         killed_at = time.monotonic()
         kill_process(lease_owner_pid(running))
+        seen_before_kill = len(progress.events)
         assert wait_for_exit(first) != 0
 
         resumed = await wait_for_task(
@@ -83,7 +84,11 @@ async def test_killed_worker_scan_resumes(
     assert done.processed == done.total == MAILBOX_SIZE
     assert done.summary is not None and done.summary.messages == MAILBOX_SIZE
     assert await saved_messages(account_id) == MAILBOX_SIZE
-    assert progress.statuses()[-2:] == ["RUNNING", "COMPLETED"]
+    after_kill = progress.events[seen_before_kill:]
+    assert after_kill[0]["status"] == "RUNNING"
+    assert after_kill[0]["phase"] == "connecting", "the first event after the kill is not a restart"
+    assert after_kill[-1]["status"] == "COMPLETED"
+    assert {event["status"] for event in after_kill} == {"RUNNING", "COMPLETED"}
     assert log_lines(second, rf"task {task_id} .*lease of .* expired"), "no rescue logged"
     completed = log_lines(second, rf"task {task_id} user {user.name} completed")
     assert len(completed) == 1
