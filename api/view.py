@@ -3,10 +3,13 @@
 HTTP requests are authenticated before Strawberry handles them, except the GET that renders
 GraphiQL. A request without valid credentials gets HTTP 401 with a GraphQL error whose
 ``extensions.code`` is ``UNAUTHENTICATED``. A valid user who is not allowed in gets HTTP 403
-coded ``FORBIDDEN``. Websockets authenticate with the ``authorization`` field of the
-``connection_init`` payload. A graphql-transport-ws connection is closed with 4401 for missing
-or invalid credentials and with 4403 for a user who is not allowed in (Strawberry 0.341 closes
-with 4403 on ConnectionRejectionError, so :class:`TransportWSHandler` closes with 4401 itself).
+coded ``FORBIDDEN``, and a request that cannot be checked now (Google's certificates cannot be
+fetched) gets HTTP 503 coded ``UNAVAILABLE``.
+
+Websockets authenticate with the ``authorization`` field of the ``connection_init`` payload.
+A graphql-transport-ws connection is closed with 4401 for missing or invalid credentials and
+with 4403 for a user who is not allowed in. Strawberry 0.341 closes with 4403 on
+ConnectionRejectionError, so :class:`TransportWSHandler` closes with 4401 itself.
 A rejected legacy graphql-ws connection gets ``connection_error``.
 
 Each websocket runs at most ``Settings.max_ws_operations`` operations at once; another
@@ -35,7 +38,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Connec
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types.unset import UNSET, UnsetType
 
-from api.auth import AuthenticationError, Authenticator, ForbiddenError
+from api.auth import AuthenticationError, Authenticator, AuthUnavailableError, ForbiddenError
 from api.graphiql import graphiql_response
 from schema.context import RequestContext
 
@@ -54,10 +57,10 @@ def unauthenticated_response(message: str) -> Response:
     return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
-def forbidden_response(message: str) -> Response:
-    """Return the HTTP 403 response with a GraphQL error coded FORBIDDEN."""
-    body = {"data": None, "errors": [{"message": message, "extensions": {"code": "FORBIDDEN"}}]}
-    return JSONResponse(body, status_code=403)
+def error_response(status_code: int, code: str, message: str) -> Response:
+    """Return an HTTP error response with one GraphQL error coded ``code``."""
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+    return JSONResponse(body, status_code=status_code)
 
 
 class WebSocketUnauthenticated(Exception):
@@ -129,7 +132,11 @@ class GraphQLApp(GraphQL[RequestContext, None]):
             return
         except ForbiddenError as exc:
             logger.info("HTTP request from %s forbidden: %s", _client(scope), exc)
-            await forbidden_response(str(exc))(scope, receive, send)
+            await error_response(403, "FORBIDDEN", str(exc))(scope, receive, send)
+            return
+        except AuthUnavailableError as exc:
+            logger.warning("HTTP request from %s not authenticated: %s", _client(scope), exc)
+            await error_response(503, "UNAVAILABLE", str(exc))(scope, receive, send)
             return
         Request(scope, receive).state.user_id = principal.user_id
         await super().__call__(scope, receive, send)
@@ -171,6 +178,11 @@ class GraphQLApp(GraphQL[RequestContext, None]):
         except ForbiddenError as exc:
             logger.info("websocket connection forbidden: %s", exc)
             raise ConnectionRejectionError({"message": str(exc), "code": "FORBIDDEN"}) from exc
+        except AuthUnavailableError as exc:
+            # NOTE: graphql-transport-ws closes this with 4403 too, because the protocol has
+            # no code for a temporary failure of the check.
+            logger.warning("websocket connection not authenticated: %s", exc)
+            raise ConnectionRejectionError({"message": str(exc), "code": "UNAVAILABLE"}) from exc
         context.user_id = principal.user_id
         logger.debug("user %s websocket connection accepted", principal.user_id)
         # UNSET makes Strawberry send connection_ack without a payload.

@@ -65,6 +65,8 @@ class CertServer:
     key: SigningKey
     #: Paths of the GET requests served, in order.
     requests: list[str]
+    #: PEM certificates by key id that the server returns; tests may add keys.
+    certificates: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +74,12 @@ def cert_server() -> Iterator[CertServer]:
     """Google's certificate endpoint format ({key id: PEM}) on a free port of 127.0.0.1."""
     key = new_signing_key()
     served: list[str] = []
-    body = json.dumps({KEY_ID: key.certificate_pem}).encode()
+    certificates = {KEY_ID: key.certificate_pem}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             served.append(self.path)
+            body = json.dumps(certificates).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Cache-Control", "public, max-age=3600")
@@ -89,12 +92,13 @@ def cert_server() -> Iterator[CertServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield CertServer(f"http://127.0.0.1:{server.server_port}/oauth2/v1/certs", key, served)
+    url = f"http://127.0.0.1:{server.server_port}/oauth2/v1/certs"
+    yield CertServer(url, key, served, certificates)
     server.shutdown()
     server.server_close()
 
 
-def sign(key: SigningKey, **changes: Any) -> str:
+def sign(key: SigningKey, key_id: str = KEY_ID, **changes: Any) -> str:
     """Return an ID token for CLIENT_ID issued now, with ``changes`` to its claims."""
     now = int(time.time())
     claims: dict[str, Any] = {
@@ -108,8 +112,8 @@ def sign(key: SigningKey, **changes: Any) -> str:
         "exp": now + 3600,
     }
     claims.update(changes)
-    signer = crypt.RSASigner.from_string(key.private_pem, key_id=KEY_ID)  # type: ignore[no-untyped-call]
-    token: bytes = jwt.encode(signer, claims, key_id=KEY_ID)  # type: ignore[no-untyped-call]
+    signer = crypt.RSASigner.from_string(key.private_pem, key_id=key_id)  # type: ignore[no-untyped-call]
+    token: bytes = jwt.encode(signer, claims, key_id=key_id)  # type: ignore[no-untyped-call]
     return token.decode()
 
 
@@ -252,6 +256,48 @@ async def test_certificates_are_fetched_once(api: Api, cert_server: CertServer) 
         assert status == 200
     # The app was created for this test, so its cache starts empty: exactly one fetch.
     assert len(cert_server.requests) - before == 1
+
+
+async def test_new_signing_key_is_fetched(
+    api: Api, cert_server: CertServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without this, an unknown key id triggers at most one fetch per 30 s.
+    monkeypatch.setattr("api.auth.certs.MIN_REFRESH_INTERVAL_S", 0.0)
+    status, _body = await post_token(api, sign(cert_server.key))
+    assert status == 200
+    rotated = new_signing_key()
+    cert_server.certificates["test-key-2"] = rotated.certificate_pem
+    before = len(cert_server.requests)
+    status, body = await post_token(api, sign(rotated, key_id="test-key-2"))
+    assert status == 200, body
+    assert len(cert_server.requests) - before == 1
+
+
+async def test_unknown_key_refetch_is_rate_limited(api: Api, cert_server: CertServer) -> None:
+    status, _body = await post_token(api, sign(cert_server.key))
+    assert status == 200
+    before = len(cert_server.requests)
+    for _ in range(3):
+        message = rejection(*await post_token(api, sign(new_signing_key(), key_id="unknown")))
+        assert "unknown" in message
+    assert len(cert_server.requests) == before
+
+
+async def test_unreachable_certificates_are_503(services: Any, cert_server: CertServer) -> None:
+    # Nothing listens on port 1 of the loopback interface.
+    settings = google_settings(cert_server, google_certs_url="http://127.0.0.1:1/certs")
+    async with open_api(**settings) as api:
+        response = await api.client.post(
+            "/graphql",
+            json={"query": ACCOUNTS},
+            headers={"Authorization": f"Bearer {sign(cert_server.key)}"},
+        )
+    assert response.status_code == 503
+    [error] = response.json()["errors"]
+    assert error == {
+        "message": "the server cannot verify Google ID tokens right now; try again later",
+        "extensions": {"code": "UNAVAILABLE"},
+    }
 
 
 async def test_dev_token_off_beside_google(api: Api) -> None:

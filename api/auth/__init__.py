@@ -17,6 +17,7 @@ import logging
 from api.auth.base import (
     AuthenticationError,
     Authenticator,
+    AuthUnavailableError,
     ForbiddenError,
     Principal,
     bearer_token,
@@ -28,6 +29,7 @@ from jobs.settings import Settings
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "AuthUnavailableError",
     "AuthenticationError",
     "Authenticator",
     "DevAuthenticator",

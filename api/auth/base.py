@@ -21,12 +21,18 @@ class ForbiddenError(Exception):
     """The credentials are valid, but the user is not allowed to use this server."""
 
 
+class AuthUnavailableError(Exception):
+    """The credentials cannot be checked now, for example because Google's certificates
+    cannot be fetched; the client may try again later."""
+
+
 class Authenticator(Protocol):
     async def authenticate(self, authorization: str | None) -> Principal:
         """Return the principal named by ``authorization``.
 
-        Raises AuthenticationError for missing or invalid credentials and ForbiddenError for
-        a valid user who is not allowed in.
+        Raises AuthenticationError for missing or invalid credentials, ForbiddenError for a
+        valid user who is not allowed in and AuthUnavailableError when the check cannot be
+        made now.
         """
         ...
 

@@ -1,8 +1,9 @@
 """Google's token-signing certificates, fetched without blocking and cached.
 
 The certificates URL returns a JSON object of PEM certificates by key id, with a
-``Cache-Control: max-age`` header. The cache keeps them for that long; a token signed with
-a key id that is not cached triggers one early refresh, because Google rotates keys.
+``Cache-Control: max-age`` header, and the cache keeps them for that long. Google rotates its
+keys, so a token signed with a key id that is not cached triggers an early refresh, at most
+one per ``MIN_REFRESH_INTERVAL_S``, which keeps forged key ids from causing a fetch per request.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 
 import httpx
 
-from api.auth.base import AuthenticationError
+from api.auth.base import AuthUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class CertificateCache:
     async def certificates(self, key_id: str | None) -> dict[str, str]:
         """Return the certificates, fetched again when expired or when ``key_id`` is unknown.
 
-        Raises AuthenticationError when they cannot be fetched.
+        Raises AuthUnavailableError when they cannot be fetched.
         """
         async with self._lock:
             if self._needs_fetch(key_id):
@@ -63,12 +64,12 @@ class CertificateCache:
             certs = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             logger.error("fetching Google certificates from %s failed: %s", self._url, exc)
-            raise AuthenticationError(
+            raise AuthUnavailableError(
                 "the server cannot verify Google ID tokens right now; try again later"
             ) from exc
         if not isinstance(certs, dict) or not all(isinstance(v, str) for v in certs.values()):
             logger.error("Google certificates from %s are not a JSON object of PEM", self._url)
-            raise AuthenticationError(
+            raise AuthUnavailableError(
                 "the server cannot verify Google ID tokens right now; try again later"
             )
         now = time.monotonic()
