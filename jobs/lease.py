@@ -3,7 +3,8 @@
 While a scan runs, :class:`LeaseKeeper` renews the task's lease every third of its length and
 polls the task's cancel flag in Redis every :data:`CANCEL_POLL_S`. A cancel request, or a lease
 taken over by another worker, stops the scan at its next check and runs the registered abort
-callbacks at once, which close the IMAP socket so a long FETCH does not hold the scan.
+callbacks at once, which close the IMAP socket so a long FETCH does not hold the scan. A worker
+shutdown does the same once the running batch outlasts ``Settings.shutdown_grace_s``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from redis.exceptions import RedisError
 from jobs.documents import ScanTask
 from jobs.runtime import Runtime
 from jobs.task_state import renew_lease
+from jobs.worker_runtime import stop_requested
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class LeaseKeeper:
         self._abort_callbacks: list[Callable[[], None]] = []
         self.cancel_requested = task.cancel_requested
         self.lease_lost = False
+        #: Set when the worker shut down and the batch outlasted ``shutdown_grace_s``.
+        self.shutdown_abort = False
 
     def on_cancel(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` (in a thread) as soon as the scan must stop."""
@@ -76,8 +80,14 @@ class LeaseKeeper:
         next_renewal = loop.time() + renew_every
         flag = self._rt.keys.cancel_flag(str(self._task.id))
         failures = 0
-        while not (self.cancel_requested or self.lease_lost):
+        stop_deadline: float | None = None
+        while not (self.cancel_requested or self.lease_lost or self.shutdown_abort):
             await asyncio.sleep(CANCEL_POLL_S)
+            if stop_deadline is None and stop_requested():
+                stop_deadline = loop.time() + self._rt.settings.shutdown_grace_s
+            if stop_deadline is not None and loop.time() >= stop_deadline:
+                self.shutdown_abort = True
+                break
             try:
                 # The renewal goes first so that a Redis outage does not stop it.
                 if loop.time() >= next_renewal:
@@ -108,9 +118,16 @@ class LeaseKeeper:
             "task %s user %s stopping: %s",
             self._task.id,
             self._task.user_id,
-            "lease lost" if self.lease_lost else "cancel requested",
+            self._stop_reason(),
         )
         await self._stop()
+
+    def _stop_reason(self) -> str:
+        if self.lease_lost:
+            return "lease lost"
+        if self.cancel_requested:
+            return "cancel requested"
+        return "worker shutting down and the batch outlasted the shutdown grace"
 
     async def _renew(self) -> None:
         current = await renew_lease(self._task, self._worker_id, self._rt.settings.lease_s)

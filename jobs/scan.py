@@ -216,9 +216,11 @@ class ScanAttempt(AttemptState):
         except WorkerStopping:
             await self._released()
         except ScanError as exc:
-            # Aborting the IMAP socket on cancel surfaces as a connection error.
+            # Aborting the IMAP socket on cancel or shutdown surfaces as a connection error.
             if self.lease.cancel_requested:
                 await self._cancelled()
+            elif self.lease.shutdown_abort:
+                await self._released()
             else:
                 await self._failed(exc)
         except (PyMongoError, RedisError, OSError) as exc:

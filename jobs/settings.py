@@ -56,6 +56,9 @@ class Settings:
     retention_days: float = 30.0
     #: Interval between two deletions of expired tasks by one worker process, in seconds.
     cleanup_interval_s: float = 3600.0
+    #: How long a worker shutting down waits for a running batch before it aborts the IMAP
+    #: session and hands the task back, in seconds. Keep it below the supervisor's stop timeout.
+    shutdown_grace_s: float = 5.0
     #: Test hook: a worker process exits abruptly after saving this many batches of one
     #: attempt, like a crash. 0 turns it off; never set it in production.
     crash_after_batches: int = 0

@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from jobs.lifecycle import parse_object_id, start_scan
 from jobs.runtime import Runtime
 from jobs.settings import get_settings
 from scripts.services.apps import WorkerProcess
+from tests.test_imap_scripted import ScriptedServer
 
 #: Settings of the test workers: a short lease and a frequent sweep, so takeovers are quick.
 FAST_RECOVERY = {
@@ -211,3 +213,58 @@ class ProgressRecorder:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {status} event; got {self.statuses()}")
             await asyncio.sleep(0.05)
+
+
+STALLED_FETCH = b"UID FETCH 11 (UID BODY.PEEK[])"
+
+
+#: Login of the scripted server, which accepts any credentials.
+SCRIPTED_USER = SimpleNamespace(name="scripted-user", password="secret")
+
+
+class StallingMailbox:
+    """Script of a two-message mailbox whose second body FETCH never gets a reply."""
+
+    def __init__(self) -> None:
+        self.bodies = {10: make_message(1), 11: make_message(2)}
+        day = (datetime.now(UTC) - timedelta(days=1)).strftime("%d-%b-%Y")
+        self.internal_date = f"{day} 10:00:00 +0000".encode()
+
+    def search(self, tag: bytes, line: bytes) -> bytes:
+        return b"* SEARCH 10 11\r\n" + tag + b" OK done\r\n"
+
+    def metadata(self, tag: bytes, line: bytes) -> bytes:
+        uid = int(line.split()[3])
+        size = len(self.bodies[uid])
+        return (
+            b'* %d FETCH (UID %d FLAGS () INTERNALDATE "%s" RFC822.SIZE %d)\r\n'
+            % (uid - 9, uid, self.internal_date, size)
+            + tag
+            + b" OK done\r\n"
+        )
+
+    def body(self, tag: bytes, line: bytes) -> bytes | None:
+        uid = int(line.split()[3])
+        if uid == 11:
+            return None  # the client waits until it gives up or aborts the socket
+        raw = self.bodies[uid]
+        return (
+            b"* 1 FETCH (UID %d BODY[] {%d}\r\n%s)\r\n" % (uid, len(raw), raw)
+            + tag
+            + b" OK done\r\n"
+        )
+
+    def serve(self) -> ScriptedServer:
+        """Start a loopback IMAP server that plays this script to one client."""
+        server = ScriptedServer(
+            {
+                r"UID SEARCH": self.search,
+                r"UID FETCH \d+ \(UID FLAGS": self.metadata,
+                r"UID FETCH \d+ \(UID BODY": self.body,
+            }
+        )
+        server.thread.start()
+        return server
+
+    def fetch_stalled(self, server: ScriptedServer) -> bool:
+        return any(line.endswith(STALLED_FETCH) for line in server.received)

@@ -3,17 +3,21 @@ with SIGTERM, and lost broker messages. Real Dovecot, FerretDB, Redis and worker
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import pytest
 
 from jobs.dispatch import send_scan
-from jobs.documents import ScanStatus, ScanTask
+from jobs.documents import ImapSecurity, ScanStatus, ScanTask
+from jobs.lifecycle import cancel_scan
 from jobs.runtime import Runtime
 from scripts.services.apps import WorkerProcess
 from tests.scan_harness import (
+    SCRIPTED_USER,
     ProgressRecorder,
+    StallingMailbox,
     Workers,
     connect,
     fill_mailbox,
@@ -176,3 +180,44 @@ async def test_lost_queued_message_sent_again(
     assert done.message_id != queued.message_id
     assert log_lines(worker, rf"task {task_id} .*missing from the broker; sent again")
     assert await saved_messages(account_id) == 20
+
+
+async def test_sigterm_aborts_stalled_fetch(rt: Runtime, workers: Workers) -> None:
+    script = StallingMailbox()
+    server = script.serve()
+    try:
+        account_id = await connect(rt, SCRIPTED_USER, port=server.port, security=ImapSecurity.NONE)
+        worker = workers.start(
+            MAILSCAN_FETCH_BATCH_SIZE="1",
+            MAILSCAN_IMAP_TIMEOUT_S="120",
+            MAILSCAN_SHUTDOWN_GRACE_S="1",
+        )
+        task_id = await start(rt, SCRIPTED_USER.name, account_id)
+        deadline = time.monotonic() + 20
+        while not script.fetch_stalled(server):
+            assert time.monotonic() < deadline, f"no stalled FETCH: {server.received}"
+            await asyncio.sleep(0.05)
+
+        stopped_at = time.monotonic()
+        worker.stop()
+        stop_s = time.monotonic() - stopped_at
+    finally:
+        server.close()
+
+    assert worker.process is not None and worker.process.returncode == 0
+    assert stop_s < 10, f"the worker took {stop_s:.1f} s to stop"
+    task = await load_task(task_id)
+    assert task.status == ScanStatus.QUEUED
+    assert task.lease_owner is None
+    assert task.checkpoints["INBOX"].saved == 1
+    assert await saved_messages(account_id) == 1
+    assert log_lines(worker, rf"task {task_id} user {SCRIPTED_USER.name} stopping: worker shutting")
+    released = log_lines(worker, rf"task {task_id} user {SCRIPTED_USER.name} released by")
+    assert len(released) == 1
+    namespace = f"{rt.settings.redis_prefix}-dramatiq"
+    queued = await rt.redis.hexists(
+        f"{namespace}:{rt.settings.queue_name}.msgs", task.broker_message_id or ""
+    )
+    assert queued, "the released task was not sent again"
+    # The scripted server is gone, so the task must not run again in a later test.
+    await cancel_scan(rt, SCRIPTED_USER.name, task_id)
