@@ -160,6 +160,8 @@ class Sweeper:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._next_cleanup = 0.0
+        #: Totals of this process, logged when the sweeper stops.
+        self.totals = SweepCounts()
 
     async def sweep(self) -> SweepCounts:
         counts = SweepCounts()
@@ -170,19 +172,42 @@ class Sweeper:
             counts.deleted_tasks, counts.deleted_messages = await delete_expired(self._rt)
         return counts
 
+    def _add(self, counts: SweepCounts) -> None:
+        self.totals.rescued += counts.rescued
+        self.totals.resent += counts.resent
+        self.totals.deleted_tasks += counts.deleted_tasks
+        self.totals.deleted_messages += counts.deleted_messages
+
     async def run_forever(self) -> None:
         interval_s = self._rt.settings.sweep_interval_s
         logger.info("sweeper started: every %.1f s", interval_s)
-        while True:
-            try:
-                await self.sweep()
-            except (PyMongoError, RedisError, OSError) as exc:
-                logger.warning(
-                    "sweep failed, database or Redis unavailable (%s); next in %.1f s",
-                    exc,
-                    interval_s,
-                )
-            await asyncio.sleep(interval_s)
+        failures = 0
+        try:
+            while True:
+                try:
+                    self._add(await self.sweep())
+                except (PyMongoError, RedisError, OSError) as exc:
+                    if not failures:
+                        logger.warning(
+                            "sweep failed, database or Redis unavailable (%s); "
+                            "trying again every %.1f s",
+                            exc,
+                            interval_s,
+                        )
+                    failures += 1
+                else:
+                    if failures:
+                        logger.info("sweep works again after %d failed sweeps", failures)
+                    failures = 0
+                await asyncio.sleep(interval_s)
+        finally:
+            logger.info(
+                "sweeper stopped: %d tasks rescued, %d resent, %d deleted with %d messages",
+                self.totals.rescued,
+                self.totals.resent,
+                self.totals.deleted_tasks,
+                self.totals.deleted_messages,
+            )
 
 
 def log_sweeper_exit(task: asyncio.Task[None]) -> None:

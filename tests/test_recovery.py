@@ -100,6 +100,8 @@ async def test_killed_worker_scan_resumes(
     saved_by_killed = resumed.checkpoints["INBOX"].saved
     assert saved_by_killed >= 150
     assert f"({MAILBOX_SIZE - saved_by_killed} fetched by this attempt)" in completed[0]
+    second.stop()
+    assert log_lines(second, r"sweeper stopped: [1-9]\d* tasks rescued, \d+ resent")
 
 
 async def test_duplicate_delivery_does_no_work(
