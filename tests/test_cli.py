@@ -138,13 +138,14 @@ async def test_cancelled_scan_exits_3(api_server: Any, worker: Any, mail_user: A
 
 async def wait_for_task(api_server: Any, user_id: str) -> str:
     """Return the id of the user's first task once the API lists it."""
-    for _ in range(100):
-        result = await mailscan("--json", "history", *flags(api_server, user_id))
-        tasks = result.json()
-        if tasks:
-            return str(tasks[0]["id"])
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no task of {user_id} appeared")
+    query = "{ taskHistory(first: 1) { edges { node { id } } } }"
+    async with httpx.AsyncClient(base_url=api_server.http_url, timeout=30) as client:
+        for _ in range(200):
+            edges = (await graphql(client, user_id, query))["taskHistory"]["edges"]
+            if edges:
+                return str(edges[0]["node"]["id"])
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"no task of {user_id} appeared within 10 s")
 
 
 async def test_failed_scan_exits_1(api_server: Any, worker: Any, mail_user: Any) -> None:
