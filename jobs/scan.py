@@ -266,9 +266,12 @@ async def run_scan(rt: Runtime, task_id: str, worker_id: str) -> None:
         return
 
     if task.cancel_requested:
+        # A task cancelled while RUNNING whose worker died arrives here through the sweeper.
         done = await finish_task(task, worker_id, ScanStatus.CANCELLED)
+        await rt.redis.delete(rt.keys.cancel_flag(task_id))
         if done is not None:
             await rt.publisher.publish(event_from_task(done, "cancelled"), force=True)
+            logger.info("task %s user %s cancelled before it ran again", task_id, task.user_id)
         return
 
     if task.attempts > task.attempt_limit:

@@ -18,12 +18,17 @@ from tests.scan_harness import (
     StallingMailbox,
     Workers,
     connect,
+    fill_mailbox,
+    kill_process,
+    lease_owner_pid,
     load_task,
     log_lines,
     rt,
     saved_messages,
     start,
+    wait_for_exit,
     wait_for_status,
+    wait_for_task,
     workers,
 )
 
@@ -85,3 +90,32 @@ async def test_cancel_interrupts_stalled_fetch(
     assert done.summary is not None and done.summary.messages == 1
     assert await saved_messages(account_id) == 1
     assert await rt.redis.exists(rt.keys.cancel_flag(task_id)) == 0
+
+
+async def test_cancel_lands_after_worker_died(
+    rt: Runtime, workers: Workers, mail_user: Any
+) -> None:
+    user = mail_user()
+    fill_mailbox(user, 1500)
+    account_id = await connect(rt, user)
+    doomed = workers.start(MAILSCAN_FETCH_BATCH_SIZE="3")
+    task_id = await start(rt, user.name, account_id)
+    running = await wait_for_task(task_id, lambda task: task.processed >= 30)
+    kill_process(lease_owner_pid(running))
+    assert wait_for_exit(doomed) != 0
+
+    async with ProgressRecorder(rt, task_id) as progress:
+        cancelling = await cancel_scan(rt, user.name, task_id)
+        assert cancelling.status == ScanStatus.CANCELLING
+        rescuer = workers.start()
+        done = await wait_for_status(task_id, ScanStatus.CANCELLED, timeout_s=15)
+        await progress.wait_for("CANCELLED", timeout_s=5)
+
+    assert done.attempts == 2
+    assert done.lease_owner is None
+    assert progress.statuses() == ["CANCELLING", "CANCELLED"]
+    # The killed attempt may have saved one batch (3 messages) after its last checkpoint.
+    checkpointed = done.checkpoints["INBOX"].saved
+    assert checkpointed <= await saved_messages(account_id) <= checkpointed + 3
+    assert await rt.redis.exists(rt.keys.cancel_flag(task_id)) == 0
+    assert log_lines(rescuer, rf"task {task_id} user {user.name} cancelled before it ran again")
