@@ -238,3 +238,18 @@ async def test_scan_fails_on_strict_worker(api_server: Any, services: Any, mail_
         strict.stop()
     assert task["status"] == "FAILED"
     assert task["error"]["code"] == "HOST_NOT_ALLOWED"
+
+
+def test_worker_rejects_plain_text_unless_allowed(dovecot: Any) -> None:
+    with pytest.raises(PermanentScanError) as raised:
+        open_connection(
+            Endpoint("127.0.0.1", dovecot.port, 10.0),
+            "NONE",
+            ca_file=None,
+            allow_insecure=False,
+            observer=lambda sock: None,
+            allow_private_hosts=True,
+        )
+    assert raised.value.code == "INSECURE_CONNECTION"
+    _sockets, close = connect_to(dovecot, "127.0.0.1", security="NONE", allow_private=True)
+    close()
