@@ -1,9 +1,9 @@
 """The Starlette application: ``uvicorn api.app:create_app --factory``.
 
-Routes: ``/graphql`` (HTTP, GraphiQL and websockets), ``/healthz`` and ``/readyz``, the
+Routes: ``/graphql`` (HTTP, GraphiQL and websockets), ``/healthz``, ``/readyz``, ``/metrics``, the
 dashboard at ``/`` with its ``/static/`` files, and the REST compatibility routes under ``/api/``.
 The lifespan opens the process's connections and its progress hub, and closes both at
-shutdown.
+shutdown. On SIGTERM every websocket is closed with 1001 first (see ``api.shutdown``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from starlette.routing import Route, WebSocketRoute
 from api.auth import create_authenticator
 from api.dashboard import web_routes
 from api.health import healthz, readyz
+from api.metrics import metrics
 from api.rest import rest_routes
+from api.shutdown import install_sigterm_handler
 from api.view import GraphQLApp
+from api.websocket import OpenWebsockets, serve_websockets
 from jobs.hub import ProgressHub
 from jobs.runtime import Runtime
 from jobs.settings import Settings, get_settings
@@ -43,15 +46,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     authenticator = create_authenticator(settings)
     graphql = GraphQLApp(build_schema(settings.max_query_depth), authenticator)
+    websockets = OpenWebsockets(keepalive_s=settings.ws_keepalive_s)
+    serve_websockets(graphql, websockets)
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         *rest_routes(authenticator),
         *web_routes(),
     ]
-    return Starlette(routes=routes, lifespan=_lifespan(settings))
+    app = Starlette(routes=routes, lifespan=_lifespan(settings))
+    app.state.websockets = websockets
+    return app
 
 
 def _configure_logging() -> None:
@@ -68,10 +76,12 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextM
         await hub.start()
         app.state.runtime = runtime
         app.state.hub = hub
+        restore_sigterm = install_sigterm_handler(app.state.websockets)
         logger.info("API started")
         try:
             yield
         finally:
+            restore_sigterm()
             await hub.stop()
             await runtime.close()
             logger.info("API stopped")

@@ -1,7 +1,8 @@
 """Liveness and readiness endpoints.
 
-``/healthz`` reports that the process serves requests. ``/readyz`` also pings Redis and the
-database, so a load balancer stops sending traffic to a replica that lost either.
+``/healthz`` reports that the process serves requests. ``/readyz`` also pings Redis, the
+database and the Dramatiq broker (through the broker's own Redis client, which sends the scan
+jobs), so a load balancer stops sending traffic to a replica that lost any of them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Awaitable
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from jobs.health import sending_broker
 from jobs.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -26,11 +28,13 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Ping Redis and the database; return 200, or 503 naming the components that failed."""
+    """Ping Redis, the database and the broker; return 200, or 503 naming those that failed."""
     runtime: Runtime = request.app.state.runtime
     checks = {
         "redis": _ping(runtime.redis.ping()),
         "database": _ping(runtime.mongo.admin.command("ping")),
+        # The broker's client is synchronous; a thread keeps it off the event loop.
+        "broker": _ping(asyncio.to_thread(sending_broker().client.ping)),
     }
     results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
     failed = {name: error for name, error in results.items() if error is not None}

@@ -4,6 +4,12 @@ One :class:`ProgressHub` per process holds a single Redis pub/sub connection, wh
 number of websocket subscribers. Each subscriber has a bounded buffer: when it falls behind,
 the oldest intermediate events are dropped, while the latest and the terminal event (always the
 last of a task) are kept.
+
+When the pub/sub connection breaks (Redis restarted, network error), the reader opens a new one
+and subscribes every channel that still has subscribers. Once Redis confirms a channel again,
+each of its subscribers drops what it had buffered and re-reads the current state, because
+events published while the connection was down are lost and a restarted Redis without
+persistence also lost the snapshots and sequence counters.
 """
 
 from __future__ import annotations
@@ -26,8 +32,18 @@ logger = logging.getLogger(__name__)
 
 #: Events buffered per subscriber before the oldest are dropped.
 SUBSCRIBER_BUFFER = 16
-#: Pause before the reader tries again after losing its Redis connection, in seconds.
-RECONNECT_DELAY_S = 0.5
+#: First pause before the reader reconnects after losing Redis, in seconds; doubles per failure.
+RECONNECT_DELAY_S = 0.2
+#: Longest pause between two reconnection attempts, in seconds.
+RECONNECT_MAX_DELAY_S = 2.0
+#: Time Redis has to confirm a new subscription before the subscriber gives up, in seconds.
+JOIN_TIMEOUT_S = 10.0
+
+_REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class ProgressUnavailableError(Exception):
+    """Redis did not confirm a progress subscription in time, so no live event can arrive."""
 
 
 class _Subscriber:
@@ -35,11 +51,17 @@ class _Subscriber:
         self.channel = channel
         self.events: deque[ProgressEvent] = deque(maxlen=SUBSCRIBER_BUFFER)
         self.ready = asyncio.Event()
-        #: Set after a reconnect, so the subscriber re-reads the current state.
+        #: Set after a resubscription, so the subscriber re-reads the current state.
         self.resync = False
 
     def push(self, event: ProgressEvent) -> None:
         self.events.append(event)
+        self.ready.set()
+
+    def request_resync(self) -> None:
+        # Buffered events may predate the outage and be older than the state read next.
+        self.events.clear()
+        self.resync = True
         self.ready.set()
 
     async def next_batch(self) -> list[ProgressEvent]:
@@ -50,25 +72,37 @@ class _Subscriber:
         return batch
 
 
+class _Channel:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.subscribers: set[_Subscriber] = set()
+        #: Set once Redis confirms the subscription; a later confirmation is a resubscription.
+        self.confirmed = asyncio.Event()
+
+
 class ProgressHub:
     """Shares one Redis pub/sub connection between every subscriber of this process."""
 
     def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self._redis = redis
         self._keys = keys
-        self._pubsub: PubSub = redis.pubsub(ignore_subscribe_messages=False)
-        self._subscribers: dict[str, set[_Subscriber]] = {}
-        self._confirmed: dict[str, asyncio.Event] = {}
+        self._pubsub: PubSub = redis.pubsub()
+        self._channels: dict[str, _Channel] = {}
         self._lock = asyncio.Lock()
+        self._has_channels = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        #: Set when a command on the pub/sub connection failed, until the reader replaces it.
+        self._broken = False
+        #: Pub/sub connections opened again after a failure, since start.
+        self.reconnects = 0
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(group) for group in self._subscribers.values())
+        return sum(len(channel.subscribers) for channel in self._channels.values())
 
     @property
     def channel_count(self) -> int:
-        return len(self._subscribers)
+        return len(self._channels)
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read_forever(), name="progress-hub-reader")
@@ -80,84 +114,103 @@ class ProgressHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         await self._pubsub.aclose()
-        logger.info("progress hub stopped with %d subscribers", self.subscriber_count)
+        logger.info(
+            "progress hub stopped with %d subscribers on %d channels after %d reconnects",
+            self.subscriber_count,
+            self.channel_count,
+            self.reconnects,
+        )
 
-    async def _join(self, channel: str) -> _Subscriber:
-        subscriber = _Subscriber(channel)
+    async def _join(self, channel_name: str) -> _Subscriber:
+        subscriber = _Subscriber(channel_name)
         async with self._lock:
-            group = self._subscribers.setdefault(channel, set())
-            group.add(subscriber)
-            if len(group) == 1:
-                self._confirmed[channel] = asyncio.Event()
-                await self._pubsub.subscribe(channel)
-            confirmed = self._confirmed[channel]
+            channel = self._channels.get(channel_name)
+            if channel is None:
+                channel = self._channels[channel_name] = _Channel(channel_name)
+                await self._send_subscribe(channel_name)
+            channel.subscribers.add(subscriber)
+            self._has_channels.set()
         # Reading the snapshot before Redis confirms the subscription could miss an event
         # published in between, so wait for the confirmation first.
-        await asyncio.wait_for(confirmed.wait(), timeout=10)
+        try:
+            await asyncio.wait_for(channel.confirmed.wait(), timeout=JOIN_TIMEOUT_S)
+        except TimeoutError:
+            await self._leave(subscriber)
+            raise ProgressUnavailableError(
+                f"Redis did not confirm the subscription to {channel_name} within "
+                f"{JOIN_TIMEOUT_S} s"
+            ) from None
         return subscriber
+
+    async def _send_subscribe(self, channel_name: str) -> None:
+        try:
+            await self._pubsub.subscribe(channel_name)
+        except _REDIS_ERRORS as exc:
+            # The reader subscribes every listed channel once it reconnects.
+            self._broken = True
+            logger.warning("subscribe to %s failed, Redis unreachable: %s", channel_name, exc)
 
     async def _leave(self, subscriber: _Subscriber) -> None:
         async with self._lock:
-            group = self._subscribers.get(subscriber.channel)
-            if group is None:
+            channel = self._channels.get(subscriber.channel)
+            if channel is None:
                 return
-            group.discard(subscriber)
-            if not group:
-                del self._subscribers[subscriber.channel]
-                self._confirmed.pop(subscriber.channel, None)
-                try:
-                    await self._pubsub.unsubscribe(subscriber.channel)
-                except (RedisConnectionError, RedisTimeoutError):
-                    # The reconnect in the reader resubscribes only channels still listed.
-                    logger.warning(
-                        "unsubscribe from %s failed; Redis unreachable", subscriber.channel
-                    )
+            channel.subscribers.discard(subscriber)
+            if channel.subscribers:
+                return
+            del self._channels[subscriber.channel]
+            if not self._channels:
+                self._has_channels.clear()
+            try:
+                await self._pubsub.unsubscribe(subscriber.channel)
+            except _REDIS_ERRORS as exc:
+                self._broken = True
+                # A new connection subscribes only listed channels, and the reader
+                # unsubscribes any confirmed channel that is no longer listed.
+                logger.warning(
+                    "unsubscribe from %s failed, Redis unreachable: %s", subscriber.channel, exc
+                )
 
     async def _read_forever(self) -> None:
+        failures = 0
         while True:
-            if not self._pubsub.subscribed:
-                await asyncio.sleep(0.05)
-                continue
+            await self._has_channels.wait()
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                logger.warning("progress hub lost Redis (%s); reconnecting", exc)
-                await self._reconnect()
-                continue
-            if message is not None:
-                self._dispatch(message)
-
-    async def _reconnect(self) -> None:
-        while True:
-            await asyncio.sleep(RECONNECT_DELAY_S)
-            async with self._lock:
-                channels = list(self._subscribers)
-                try:
-                    await self._pubsub.aclose()
-                    self._pubsub = self._redis.pubsub(ignore_subscribe_messages=False)
-                    for channel in channels:
-                        self._confirmed[channel] = asyncio.Event()
-                    if channels:
-                        await self._pubsub.subscribe(*channels)
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                    logger.warning("progress hub still cannot reach Redis: %s", exc)
+                if self._broken:
+                    await self._resubscribe()
                     continue
-            logger.info("progress hub resubscribed to %d channels", len(channels))
-            for group in self._subscribers.values():
-                for subscriber in group:
-                    subscriber.resync = True
-                    subscriber.ready.set()
-            return
+                message = await self._pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    await self._dispatch(message)
+                failures = 0
+            except _REDIS_ERRORS as exc:
+                self._broken = True
+                failures += 1
+                delay_s = min(RECONNECT_DELAY_S * 2 ** (failures - 1), RECONNECT_MAX_DELAY_S)
+                log = logger.warning if failures == 1 else logger.debug
+                log("progress hub lost Redis (%s); reconnecting in %.1f s", exc, delay_s)
+                await asyncio.sleep(delay_s)
 
-    def _dispatch(self, message: dict[str, object]) -> None:
+    async def _resubscribe(self) -> None:
+        """Replace the broken pub/sub connection and subscribe every listed channel again."""
+        async with self._lock:
+            await self._pubsub.aclose()
+            self._pubsub = self._redis.pubsub()
+            names = list(self._channels)
+            if names:
+                await self._pubsub.subscribe(*names)
+            self._broken = False
+        self.reconnects += 1
+        logger.info("progress hub reconnected to Redis and resubscribed %d channels", len(names))
+
+    async def _dispatch(self, message: dict[str, object]) -> None:
         kind = message.get("type")
-        channel = _text(message.get("channel"))
+        channel_name = _text(message.get("channel"))
+        channel = self._channels.get(channel_name)
         if kind == "subscribe":
-            confirmed = self._confirmed.get(channel)
-            if confirmed is not None:
-                confirmed.set()
+            await self._confirm(channel_name, channel)
             return
-        if kind != "message":
+        if kind != "message" or channel is None:
             return
 
         data = message.get("data")
@@ -166,10 +219,24 @@ class ProgressHub:
         try:
             event = ProgressEvent.model_validate_json(data)
         except ValueError:
-            logger.warning("dropped an invalid progress event on %s", channel)
+            logger.warning("dropped an invalid progress event on %s", channel_name)
             return
-        for subscriber in self._subscribers.get(channel, ()):
+        for subscriber in channel.subscribers:
             subscriber.push(event)
+
+    async def _confirm(self, channel_name: str, channel: _Channel | None) -> None:
+        if channel is None:
+            # Every subscriber left while Redis was unreachable, and redis-py subscribed the
+            # channel again when it reconnected by itself.
+            async with self._lock:
+                if channel_name not in self._channels:
+                    await self._pubsub.unsubscribe(channel_name)
+            return
+        if not channel.confirmed.is_set():
+            channel.confirmed.set()
+            return
+        for subscriber in channel.subscribers:
+            subscriber.request_resync()
 
     async def _snapshot(self, task_id: str) -> ProgressEvent | None:
         raw = await self._redis.get(self._keys.progress_snapshot(task_id))
@@ -185,30 +252,32 @@ class ProgressHub:
         """Yield the current state of a task, then its live events, up to the terminal one.
 
         ``fallback`` builds the current state from the database when Redis has no snapshot.
+        After a resubscription the current state is yielded again, even if unchanged. Raises
+        :class:`ProgressUnavailableError` when Redis does not confirm the subscription.
         """
         subscriber = await self._join(self._keys.progress_channel(task_id))
         try:
             last_sequence = -1
-            current = await self._snapshot(task_id) or await fallback()
-            if current is not None:
-                last_sequence = current.sequence
-                yield current
-                if current.is_terminal:
-                    return
+            batch: list[ProgressEvent] = []
+            subscriber.resync = True
             while True:
-                batch = await subscriber.next_batch()
                 if subscriber.resync:
                     subscriber.resync = False
                     current = await self._snapshot(task_id) or await fallback()
                     if current is not None:
-                        batch.insert(0, current.model_copy(update={"sequence": -1}))
+                        # Reset, not max: a restarted Redis counts sequences from 1 again.
+                        last_sequence = current.sequence
+                        yield current
+                        if current.is_terminal:
+                            return
                 for event in batch:
-                    if event.sequence != -1 and event.sequence <= last_sequence:
+                    if event.sequence <= last_sequence:
                         continue
-                    last_sequence = max(last_sequence, event.sequence)
+                    last_sequence = event.sequence
                     yield event
                     if event.is_terminal:
                         return
+                batch = await subscriber.next_batch()
         finally:
             await self._leave(subscriber)
 
@@ -219,22 +288,30 @@ class ProgressHub:
     ) -> AsyncIterator[ProgressEvent]:
         """Yield the current state of the user's active tasks, then every live event of the user.
 
-        Never ends by itself; the caller stops iterating when the client unsubscribes.
+        After a resubscription the current states are yielded again. Never ends by itself; the
+        caller stops iterating when the client unsubscribes.
+
+        NOTE: a task that ended while Redis was unreachable is not active any more, so its
+        terminal event is not yielded again after the resubscription.
         """
         subscriber = await self._join(self._keys.user_channel(user_id))
         try:
             seen: dict[str, int] = {}
-            pending = list(await current())
+            pending: list[ProgressEvent] = []
+            subscriber.resync = True
             while True:
-                for event in pending:
-                    if event.sequence > 0 and event.sequence <= seen.get(event.task_id, 0):
-                        continue
-                    seen[event.task_id] = max(event.sequence, seen.get(event.task_id, 0))
-                    yield event
-                pending = await subscriber.next_batch()
                 if subscriber.resync:
                     subscriber.resync = False
-                    pending = [*await current(), *pending]
+                    states = list(await current())
+                    seen = {event.task_id: event.sequence for event in states}
+                    for event in states:
+                        yield event
+                for event in pending:
+                    if event.sequence <= seen.get(event.task_id, 0):
+                        continue
+                    seen[event.task_id] = event.sequence
+                    yield event
+                pending = await subscriber.next_batch()
         finally:
             await self._leave(subscriber)
 

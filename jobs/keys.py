@@ -32,3 +32,25 @@ class RedisKeys:
     def cancel_flag(self, task_id: str) -> str:
         """Set while a cancellation of the task is pending; workers poll it."""
         return f"{self.prefix}:cancel:{task_id}"
+
+    @property
+    def broker_namespace(self) -> str:
+        """Prefix of the Dramatiq Redis broker's keys (``RedisBroker(namespace=...)``)."""
+        return f"{self.prefix}-dramatiq"
+
+    def broker_queue(self, queue_name: str) -> str:
+        """List of the ids of the messages waiting on a Dramatiq queue, oldest first.
+
+        Dramatiq 2.x keeps the message bodies in the hash ``<this key>.msgs`` and the delayed
+        messages of queue ``q`` on queue ``q.DQ``.
+        """
+        return f"{self.broker_namespace}:{queue_name}"
+
+    @property
+    def broker_heartbeats(self) -> str:
+        """Sorted set of Dramatiq broker ids scored by their last command, in epoch ms."""
+        return f"{self.broker_namespace}:__heartbeats__"
+
+    def broker_unacked_pattern(self, queue_name: str) -> str:
+        """Pattern of the sets of messages that a consumer fetched from a queue and not acked."""
+        return f"{self.broker_namespace}:__acks__.*.{queue_name}"

@@ -99,6 +99,10 @@ class Settings:
     max_ws_operations: int = 20
     #: Time a websocket has to send ``connection_init`` before it is closed with 4408, in seconds.
     connection_init_timeout_s: float = 5.0
+    #: Interval of the server's websocket keepalive messages (``ping``, legacy ``ka``), in seconds.
+    ws_keepalive_s: float = 15.0
+    #: User ids allowed to run the admin queries (``systemHealth``), comma-separated.
+    admin_users: tuple[str, ...] = ()
 
 
 def _convert(name: str, raw: str, default: Any) -> Any:

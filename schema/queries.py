@@ -6,6 +6,7 @@ import strawberry
 
 from jobs import accounts, queries
 from jobs.errors import RequestError
+from schema.admin import SystemHealth, resolve_system_health
 from schema.context import Info
 from schema.enums import FindingKind, ScanStatus
 from schema.errors import graphql_error
@@ -87,4 +88,8 @@ class Query:
         resolver=resolve_scan_findings,
         description="Findings of one of the user's tasks, newest first; NOT_FOUND error for "
         "an unknown task.",
+    )
+    system_health: SystemHealth = strawberry.field(
+        resolver=resolve_system_health,
+        description="Queue, worker and subscriber state; FORBIDDEN error for non-admins.",
     )

@@ -1,0 +1,132 @@
+"""The progress hub across a Redis restart, against the real uvicorn API and the session's Redis.
+
+The session's Redis keeps no data on disk, so the restart also loses the progress snapshots
+and sequence counters: subscribers must get the current state from the task document and then
+accept the new events, whose sequence starts again from 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from jobs.documents import ScanPhase, ScanStatus, ScanTask
+from jobs.runtime import Runtime
+from scripts.services import Redis
+from scripts.services.apps import ApiProcess
+from tests.test_api_harness import new_user_id
+from tests.test_websocket_hygiene import (
+    MY_SCANS,
+    PROGRESS,
+    GraphQLSocket,
+    new_task,
+    publish,
+    runtime,
+    scrape,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["runtime"]
+
+logger = logging.getLogger(__name__)
+
+
+async def restart_redis(redis_server: Redis, down_s: float = 1.0) -> None:
+    """Stop the session's Redis, keep it down for ``down_s``, and start it on the same port."""
+    await asyncio.to_thread(redis_server.stop)
+    await asyncio.sleep(down_s)
+    await asyncio.to_thread(redis_server.start)
+
+
+async def next_by_id(client: GraphQLSocket, count: int) -> dict[str, dict[str, Any]]:
+    """Receive ``count`` results and return the last ``data`` of each operation id."""
+    results: dict[str, dict[str, Any]] = {}
+    for _ in range(count):
+        message = await client.receive(timeout_s=20)
+        assert message["type"] == "next", message
+        results[message["id"]] = message["payload"]["data"]
+    return results
+
+
+async def test_subscribers_get_state_again_after_redis_restart(
+    api_server: ApiProcess, redis_server: Redis, runtime: Runtime
+) -> None:
+    user_id = new_user_id()
+    task = await new_task(user_id)
+    first = await publish(runtime, task, percent=10.0, phase=ScanPhase.FETCHING)
+    client = await GraphQLSocket.open(api_server.ws_url, user_id)
+    try:
+        await client.start("task", PROGRESS, {"taskId": str(task.id)})
+        await client.start("mine", MY_SCANS, {})
+        snapshots = await next_by_id(client, 2)
+        assert snapshots["task"]["scanProgress"]["sequence"] == first.sequence
+        assert snapshots["mine"]["myScans"]["sequence"] == first.sequence
+
+        # While Redis is down the worker still saves its progress in the task document.
+        await restart_redis(redis_server)
+        restarted = time.monotonic()
+        await ScanTask.find_one(ScanTask.id == task.id).update(
+            {"$set": {"percent": 50.0, "processed": 50, "total": 100}}
+        )
+
+        again = await next_by_id(client, 2)
+        resynced_s = time.monotonic() - restarted
+        logger.info("subscribers got the state again %.2f s after Redis started", resynced_s)
+        assert again["task"]["scanProgress"]["percent"] == 50.0
+        assert again["mine"]["myScans"]["percent"] == 50.0
+        assert resynced_s < 10
+
+        # The restarted Redis counts sequences from 1 again; the hub must not drop them.
+        fresh = await publish(runtime, task, percent=60.0, phase=ScanPhase.FETCHING)
+        assert fresh.sequence == 1
+        live = await next_by_id(client, 2)
+        assert live["task"]["scanProgress"]["percent"] == 60.0
+        assert live["mine"]["myScans"]["percent"] == 60.0
+
+        await publish(runtime, task, status=ScanStatus.COMPLETED, phase=ScanPhase.DONE)
+        done = await next_by_id(client, 2)
+        assert done["task"]["scanProgress"]["status"] == "COMPLETED"
+        assert done["mine"]["myScans"]["status"] == "COMPLETED"
+        assert await client.receive() == {"id": "task", "type": "complete"}
+    finally:
+        await client.close()
+
+    async with httpx.AsyncClient(base_url=api_server.http_url) as http:
+        metrics = await scrape(http)
+    assert metrics["mailscan_progress_reconnects_total"] >= 1
+
+
+async def test_subscribe_while_redis_down_waits_for_it(
+    api_server: ApiProcess, redis_server: Redis, runtime: Runtime
+) -> None:
+    user_id = new_user_id()
+    task = await new_task(user_id)
+    client = await GraphQLSocket.open(api_server.ws_url, user_id)
+    try:
+        await asyncio.to_thread(redis_server.stop)
+        await client.start("task", PROGRESS, {"taskId": str(task.id)})
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(redis_server.start)
+        restarted = time.monotonic()
+        snapshot = (await client.data("task", timeout_s=15))["scanProgress"]
+        logger.info("subscription started %.2f s after Redis started", time.monotonic() - restarted)
+        assert snapshot["status"] == "RUNNING"
+        assert snapshot["sequence"] == 0
+
+        await publish(runtime, task, percent=30.0)
+        assert (await client.data("task"))["scanProgress"]["percent"] == 30.0
+    finally:
+        await client.close()
+
+    async def no_subscribers() -> bool:
+        async with httpx.AsyncClient(base_url=api_server.http_url) as http:
+            return (await scrape(http))["mailscan_progress_subscribers"] == 0
+
+    await wait_until(no_subscribers, timeout_s=5)
