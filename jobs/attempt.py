@@ -230,8 +230,15 @@ class AttemptState:
     async def _released(self) -> None:
         """Hand the task back to the queue because this worker process is shutting down."""
         task = await release_task(self.task, self.worker_id)
+        if task is None and self.lease.lease_lost:
+            logger.warning(
+                "task %s user %s lost its lease during shutdown; its new owner continues it",
+                self.task_id,
+                self.task.user_id,
+            )
+            return
         if task is None:
-            # Cancelled meanwhile (CANCELLING) or taken over: finish it as cancelled if ours.
+            # release_task matches RUNNING only, so the task was cancelled meanwhile.
             await self._cancelled()
             return
         message_id = await send_scan(task)

@@ -1,5 +1,5 @@
 """Cancellation seen from the worker: a queued task never starts, and a running scan stops
-within about a second even while a FETCH waits on a server that does not answer."""
+within about a second even while a FETCH waits on a server that sends no reply."""
 
 from __future__ import annotations
 
