@@ -143,7 +143,15 @@ async def test_queue_position_counts_own_queue(api: Api) -> None:
 
 
 @pytest.fixture
-def small_pool(services: Any) -> Iterator[WorkerProcess]:
+def only_own_worker(shared_worker: WorkerProcess) -> None:
+    """Stop the session's worker, so that only the worker this test starts consumes the scan
+    queue. The ``worker`` fixture starts it again for later tests."""
+    if shared_worker.is_alive():
+        shared_worker.stop()
+
+
+@pytest.fixture
+def small_pool(services: Any, only_own_worker: None) -> Iterator[WorkerProcess]:
     """One worker process with two threads that runs one scan per user at a time."""
     from jobs.settings import get_settings
 

@@ -203,7 +203,17 @@ def test_unresolvable_host_is_transient(dovecot: Any, monkeypatch: pytest.Monkey
     assert raised.value.code == "CONNECTION_FAILED"
 
 
-async def test_scan_fails_on_strict_worker(api_server: Any, services: Any, mail_user: Any) -> None:
+@pytest.fixture
+def only_own_worker(shared_worker: WorkerProcess) -> None:
+    """Stop the session's worker, so that only the worker this test starts consumes the scan
+    queue. The ``worker`` fixture starts it again for later tests."""
+    if shared_worker.is_alive():
+        shared_worker.stop()
+
+
+async def test_scan_fails_on_strict_worker(
+    api_server: Any, services: Any, mail_user: Any, only_own_worker: None
+) -> None:
     log_file = services.state_dir / f"strict-worker-{time.time_ns()}.log"
     env = {"MAILSCAN_ALLOW_PRIVATE_HOSTS": "0"}
     strict = WorkerProcess(log_file, 1, get_settings().queue_name, env=env)
