@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -9,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +19,33 @@ from typing import ClassVar
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-STATE_ROOT = REPO_ROOT / ".state"
+
+
+def others_can_traverse(path: Path) -> bool:
+    """Tell whether a user without rights of its own (``nobody``) can reach ``path``."""
+    return all(folder.stat().st_mode & 0o001 for folder in (path, *path.parents))
+
+
+def choose_state_root(repo_root: Path) -> Path:
+    """Return the folder of every server's files: ``.state`` in the checkout when possible.
+
+    Dovecot delivers mail as ``nobody`` and PostgreSQL runs as ``postgres``, so neither can
+    use a folder inside a checkout that other users cannot reach (a clone under ``/root`` is
+    mode 0700). Such a checkout keeps its state in ``/tmp/mailscan-state-<hash>`` instead, and
+    ``.state`` becomes a symbolic link to it for people reading logs.
+    """
+    local = repo_root / ".state"
+    if others_can_traverse(repo_root):
+        return local
+    digest = hashlib.sha256(str(repo_root).encode()).hexdigest()[:12]
+    shared = Path(tempfile.gettempdir()) / f"mailscan-state-{digest}"
+    shared.mkdir(mode=0o755, exist_ok=True)
+    if not local.exists() and not local.is_symlink():
+        local.symlink_to(shared)
+    return shared
+
+
+STATE_ROOT = choose_state_root(REPO_ROOT)
 BIN_DIR = STATE_ROOT / "bin"
 HOST = "127.0.0.1"
 
