@@ -53,6 +53,11 @@ async def admit(rt: Runtime, task: ScanTask, worker_id: str) -> bool:
     sent again after ``Settings.admission_retry_s`` (with jitter) and False is returned: the
     caller must then stop without touching the task. A task with a pending cancellation is
     always admitted, so that the worker ends it at once.
+
+    NOTE: each held-back task costs about six database and Redis round trips per
+    ``admission_retry_s``, so a user with thousands of queued scans keeps workers busy with
+    hand-backs. While held back, a task shows RUNNING for the few milliseconds between claim
+    and hand-back, and loses its ``next_retry_at``.
     """
     if task.cancel_requested:
         return True
