@@ -55,9 +55,12 @@ async def message_queued(rt: Runtime, task: ScanTask) -> bool:
     """
     if task.broker_message_id is None:
         return False
-    namespace = f"{rt.settings.redis_prefix}-dramatiq"
+    from jobs.broker import broker
+
     queue = rt.settings.queue_name
     for name in (queue, _dq_name(queue)):
-        if await rt.redis.hexists(f"{namespace}:{name}.msgs", task.broker_message_id):
+        # The key layout of Dramatiq 2.x's Redis broker (see its dispatch.lua).
+        key = f"{broker.namespace}:{name}.msgs"
+        if await rt.redis.hexists(key, task.broker_message_id):
             return True
     return False

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from jobs.dispatch import send_scan
+from jobs.dispatch import message_queued, send_scan
 from jobs.documents import ImapSecurity, ScanStatus, ScanTask
 from jobs.lifecycle import cancel_scan
 from jobs.runtime import Runtime
@@ -169,12 +169,15 @@ async def test_lost_queued_message_sent_again(
     account_id = await connect(rt, user)
     task_id = await start(rt, user.name, account_id)
 
+    queued = await load_task(task_id)
+    assert queued.status == ScanStatus.QUEUED
+    assert await message_queued(rt, queued)
+
     # Lose the message the way a Redis restart without persistence does.
     namespace = f"{rt.settings.redis_prefix}-dramatiq"
     queue = rt.settings.queue_name
     await rt.redis.delete(f"{namespace}:{queue}", f"{namespace}:{queue}.msgs")
-    queued = await load_task(task_id)
-    assert queued.status == ScanStatus.QUEUED
+    assert not await message_queued(rt, queued)
 
     worker = workers.start(MAILSCAN_LOST_MESSAGE_GRACE_S="1")
     done = await wait_for_status(task_id, ScanStatus.COMPLETED, timeout_s=30)
