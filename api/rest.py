@@ -5,12 +5,15 @@ Routes (all JSON, all signed in like GraphQL with ``Authorization: Bearer <token
 * ``POST /api/email-accounts/{account_id}/sync-inbox`` with ``{"months": N}`` queues a scan
   like ``startScan`` and returns 202 with ``task_id``, ``status`` and ``estimated_duration``.
 * ``GET /api/email-accounts/{account_id}/sync-status`` returns the account's newest task.
+* ``GET /api/admin/health`` returns the facts of the GraphQL ``systemHealth`` query, for the
+  users in ``MAILSCAN_ADMIN_USERS`` only.
 
-New clients use GraphQL: these routes call the same ``jobs`` functions as the resolvers and
-add nothing of their own. Failures are ``{"error": {"code", "message", ...}}`` with the
-GraphQL error codes and these HTTP statuses: 400 INVALID_INPUT, 401 UNAUTHENTICATED,
-403 FORBIDDEN, 404 NOT_FOUND (also another user's account), 409 SCAN_ALREADY_RUNNING or
-INVALID_STATE, 429 QUOTA_EXCEEDED with ``Retry-After``, 500 INTERNAL_SERVER_ERROR.
+New clients use GraphQL. These routes call the same ``jobs`` functions as the resolvers, and
+only ``estimated_duration`` is computed here. Failures are
+``{"error": {"code", "message", ...}}`` with the GraphQL error codes and these HTTP statuses:
+400 INVALID_INPUT, 401 UNAUTHENTICATED, 403 FORBIDDEN, 404 NOT_FOUND (also another user's
+account), 409 SCAN_ALREADY_RUNNING or INVALID_STATE, 429 QUOTA_EXCEEDED with ``Retry-After``,
+500 INTERNAL_SERVER_ERROR.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from jobs.errors import (
     RequestError,
     ScanAlreadyRunningError,
 )
+from jobs.health import queue_facts, running_tasks, sending_broker
 from jobs.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -220,10 +224,47 @@ async def sync_status(request: Request, user_id: str) -> Response:
     return JSONResponse(task_status(page.items[0]))
 
 
+async def admin_health(request: Request, user_id: str) -> Response:
+    """Return the queue, worker and progress facts that ``systemHealth`` returns.
+
+    NOTE: this mirrors ``schema.admin.resolve_system_health`` field by field, so a field added
+    to ``systemHealth`` must be added here too.
+    """
+    runtime: Runtime = request.app.state.runtime
+    if user_id not in runtime.settings.admin_users:
+        logger.info("user %s REST GET /api/admin/health forbidden: not an admin", user_id)
+        return error_response(403, "FORBIDDEN", "admin access required")
+
+    queue = await queue_facts(
+        runtime.redis,
+        runtime.keys,
+        runtime.settings.queue_name,
+        exclude_broker=sending_broker().broker_id,
+    )
+    hub = request.app.state.hub
+    workers = [
+        {"id": worker.broker_id, "last_heartbeat_seconds_ago": worker.age_s}
+        for worker in queue.workers
+    ]
+    body = {
+        "queue_name": queue.queue_name,
+        "queued_messages": queue.queued,
+        "delayed_messages": queue.delayed,
+        "oldest_queued_seconds": queue.oldest_queued_age_s,
+        "running_tasks": await running_tasks(),
+        "live_workers": len(queue.workers),
+        "workers": workers,
+        "progress_subscribers": hub.subscriber_count,
+        "progress_channels": hub.channel_count,
+    }
+    return JSONResponse(body)
+
+
 def rest_routes(authenticator: Authenticator) -> list[Route]:
     """Return the routes of the compatibility layer, signed in with ``authenticator``."""
     prefix = "/api/email-accounts/{account_id}"
     return [
         Route(f"{prefix}/sync-inbox", signed_in(authenticator, sync_inbox), methods=["POST"]),
         Route(f"{prefix}/sync-status", signed_in(authenticator, sync_status), methods=["GET"]),
+        Route("/api/admin/health", signed_in(authenticator, admin_health), methods=["GET"]),
     ]
