@@ -16,6 +16,7 @@ from playwright.async_api import Page
 
 from api.app import create_app
 from jobs.settings import load_settings
+from scripts.demo_mailbox import generate_demo_messages
 from tests.browser import Browser, open_browser
 from tests.mailboxes import connect_filled_account
 
@@ -39,6 +40,19 @@ async def test_page_references_no_external_address() -> None:
     for response in (page, script, style):
         assert "http://" not in response.text
         assert "https://" not in response.text
+
+
+async def connect_with_form(page: Page, user: Any, password: str, label: str) -> None:
+    """Connect ``user``'s mailbox over IMAPS through the dashboard's form."""
+    await page.click("#connect summary")
+    await page.fill("#imap-host", user.host)
+    await page.fill("#imap-port", str(user.imaps_port))
+    await page.select_option("#imap-security", "SSL")
+    await page.fill("#imap-username", user.name)
+    await page.fill("#imap-password", password)
+    await page.fill("#imap-label", label)
+    await page.click("#connect-form button[type=submit]")
+    await page.locator("#accounts tbody tr", has_text=label).wait_for()
 
 
 def task_row(page: Page, account_label: str) -> Any:
@@ -76,12 +90,14 @@ async def test_dashboard_scan_reaches_full_bar(
     api_server: Any, worker: Any, mail_user: Any
 ) -> None:
     user_id = f"dashboard-{uuid.uuid4().hex[:8]}"
-    await connect_filled_account(api_server.http_url, user_id, mail_user(), 60, "Small mailbox")
+    user = mail_user()
+    user.deliver_many(generate_demo_messages(60, months=2))
 
     async with open_browser() as browser:
         page = browser.page
         await page.goto(api_server.http_url + "/")
         await sign_in_with_keyboard(page, user_id)
+        await connect_with_form(page, user, user.password, "Small mailbox")
         account = page.locator("#accounts tbody tr", has_text="Small mailbox")
         await account.locator("select").select_option("3")
         await account.get_by_role("button", name="Scan Small mailbox").focus()
@@ -136,5 +152,30 @@ async def test_dashboard_cancels_scan(api_server: Any, worker: Any, mail_user: A
     assert bar < 100
     assert "Cancel" not in actions
     assert status == "Cancellation requested."
+    assert browser.external_requests == []
+    assert browser.page_errors == []
+
+
+@pytest.mark.integration
+async def test_dashboard_shows_failed_scan(api_server: Any, worker: Any, mail_user: Any) -> None:
+    user_id = f"dashboard-{uuid.uuid4().hex[:8]}"
+    user = mail_user()
+
+    async with open_browser() as browser:
+        page = browser.page
+        await page.goto(api_server.http_url + "/")
+        await sign_in_with_keyboard(page, user_id)
+        await connect_with_form(page, user, "wrong password", "Locked mailbox")
+        account = page.locator("#accounts tbody tr", has_text="Locked mailbox")
+        await account.get_by_role("button", name="Scan Locked mailbox").click()
+        row = task_row(page, "Locked mailbox")
+        await row.and_(page.locator("[data-status=FAILED]")).wait_for(timeout=SCAN_TIMEOUT_MS)
+        await row.locator(".result .error").wait_for()
+        await browser.screenshot("dashboard-scan-failed")
+        error = await row.locator(".result .error").inner_text()
+        status = await row.locator(".status").inner_text()
+
+    assert status == "FAILED"
+    assert error.startswith("AUTH_FAILED: IMAP server")
     assert browser.external_requests == []
     assert browser.page_errors == []
