@@ -1,7 +1,7 @@
 """GraphiQL at ``GET /graphql`` served from this server only, with no internet address.
 
-The first tests run the app in process and read the page; the browser test opens it in
-chromium against the real API and worker, with every request to another host aborted.
+The first tests run the app in process and read the page. The browser test opens it in
+chromium against the real API and worker, and every request to another host is aborted.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def page_assets(page: str) -> list[tuple[str, str | None]]:
 @pytest.fixture
 async def client() -> Any:
     app = create_app(load_settings())
-    # Strawberry builds a request context even for the GraphiQL page, which uses none of it;
-    # the lifespan that opens the real connections does not run here.
+    # Strawberry builds a request context even for the GraphiQL page, which uses none of it.
+    # The lifespan that opens the real connections does not run here, so stand-ins suffice.
     app.state.runtime = None
     app.state.hub = None
     transport = httpx.ASGITransport(app=app)
