@@ -1,6 +1,6 @@
 """SIGTERM handling that closes every websocket with 1001 before the server stops.
 
-uvicorn 0.55 closes the websockets it still holds at shutdown with 1012 (service restart).
+uvicorn 0.55 closes the websockets that are still open at shutdown with 1012 (service restart).
 The handler installed here runs first: it stops every operation, closes each websocket with
 1001 (going away) so that clients reconnect to another replica, and only then passes the signal
 on to the handler it replaced (uvicorn's, which starts uvicorn's own shutdown).

@@ -34,7 +34,7 @@ class OpenWebsockets:
     """The protocol handlers of the open websockets of one app."""
 
     def __init__(self, keepalive_s: float) -> None:
-        #: Interval of graphql-transport-ws ``ping`` messages, in seconds.
+        #: Seconds between keepalive messages (graphql-transport-ws ``ping``, legacy ``ka``).
         self.keepalive_s = keepalive_s
         self._handlers: set[TransportWSLifecycle | LegacyWSLifecycle] = set()
         self.closing = False

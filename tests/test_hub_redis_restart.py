@@ -1,7 +1,7 @@
 """The progress hub across a Redis restart, against the real uvicorn API and the session's Redis.
 
 The session's Redis keeps no data on disk, so the restart also loses the progress snapshots
-and sequence counters: subscribers must get the current state from the task document and then
+and sequence counters. Subscribers must get the current state from the task document, and then
 accept the new events, whose sequence starts again from 1.
 """
 

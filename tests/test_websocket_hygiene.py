@@ -11,7 +11,9 @@ with the other websocket, hub and metrics tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import socket
 import struct
 import time
@@ -32,6 +34,8 @@ from tests.test_api_harness import insert_account, insert_tasks, new_user_id
 
 pytestmark = pytest.mark.integration
 
+logger = logging.getLogger(__name__)
+
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
 
@@ -44,7 +48,7 @@ MY_SCANS = "subscription { myScans { taskId status percent sequence } }"
 
 
 class GraphQLSocket:
-    """A GraphQL websocket client that answers pings and counts the keepalives it receives."""
+    """A GraphQL websocket client that replies to pings and counts the keepalives it receives."""
 
     def __init__(self, connection: websockets.ClientConnection, protocol: str) -> None:
         self.connection = connection
@@ -70,10 +74,15 @@ class GraphQLSocket:
         await self.send({"id": operation_id, "type": kind, "payload": payload})
 
     async def receive(self, timeout_s: float = 10.0) -> dict[str, Any]:
-        """Return the next message other than a keepalive (``ping``, ``ka``, ``pong``)."""
+        """Return the next message other than a keepalive (``ping``, ``ka``, ``pong``).
+
+        Raises TimeoutError when none arrives within ``timeout_s``, keepalives or not.
+        """
+        deadline = time.monotonic() + timeout_s
         while True:
+            remaining_s = deadline - time.monotonic()
             message: dict[str, Any] = json.loads(
-                await asyncio.wait_for(self.connection.recv(), timeout_s)
+                await asyncio.wait_for(self.connection.recv(), max(remaining_s, 0.0))
             )
             if message["type"] == "ping":
                 self.keepalives += 1
@@ -199,8 +208,20 @@ async def test_fifty_vanished_clients_leave_nothing(
                 and after["mailscan_asyncio_tasks"] <= before["mailscan_asyncio_tasks"]
             )
 
-        await wait_until(settled, timeout_s=10)
+        # On a timeout the asserts below name what stayed behind.
+        with contextlib.suppress(AssertionError):
+            settled_s = await wait_until(settled, timeout_s=10)
+            logger.info("API released 50 vanished clients within %.2f s", settled_s)
         after = await scrape(http)
+        logger.info(
+            "subscribers %d -> %d -> %d, asyncio tasks %d -> %d -> %d",
+            before["mailscan_progress_subscribers"],
+            during["mailscan_progress_subscribers"],
+            after["mailscan_progress_subscribers"],
+            before["mailscan_asyncio_tasks"],
+            during["mailscan_asyncio_tasks"],
+            after["mailscan_asyncio_tasks"],
+        )
 
     assert after["mailscan_progress_subscribers"] == before["mailscan_progress_subscribers"]
     assert after["mailscan_progress_channels"] == before["mailscan_progress_channels"]
@@ -293,9 +314,9 @@ def fast_keepalive_api(services: Any) -> AsyncIterator[ApiProcess]:
 async def test_server_sends_keepalives(fast_keepalive_api: ApiProcess, protocol: str) -> None:
     client = await GraphQLSocket.open(fast_keepalive_api.ws_url, new_user_id(), protocol)
     try:
-        # receive() skips keepalives, so it returns nothing while only keepalives arrive.
+        # receive() skips keepalives, so it times out while only keepalives arrive.
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(client.receive(), timeout=1.5)
+            await client.receive(timeout_s=1.5)
     finally:
         await client.close()
     # 1.5 s at one keepalive per 0.3 s.
