@@ -3,7 +3,8 @@
 * A RUNNING or CANCELLING task whose lease expired, because its worker died or stalled, is
   sent again. That delivery claims the task and resumes it from its checkpoints. The
   conditional update that selects the task also sets ``rescued_at``, so of several sweepers
-  only one sends it, and at most once per lease length.
+  only one sends it, and at most once per lease length. A task whose last rescue message
+  still waits in the queue is not sent again.
 * A QUEUED task whose broker message is gone (see :func:`jobs.dispatch.message_queued`) is
   sent again after ``lost_message_grace_s``.
 * Tasks finished more than ``retention_days`` ago are deleted with their findings, and so are
@@ -52,7 +53,10 @@ class SweepCounts:
 
 
 async def _take_for_rescue(task_id: Any, lease_s: float) -> ScanTask | None:
-    """Mark an expired task as rescued now, unless another sweeper did so within a lease."""
+    """Mark an expired task as rescued now, unless another sweeper did so within a lease.
+
+    Returns the task as it was before, or None when it is not due for a rescue.
+    """
     now = utcnow()
     raw = await ScanTask.get_pymongo_collection().find_one_and_update(
         {
@@ -65,7 +69,7 @@ async def _take_for_rescue(task_id: Any, lease_s: float) -> ScanTask | None:
             ],
         },
         {"$set": {"rescued_at": now}},
-        return_document=ReturnDocument.AFTER,
+        return_document=ReturnDocument.BEFORE,
     )
     return None if raw is None else ScanTask.model_validate(raw)
 
@@ -81,6 +85,10 @@ async def rescue_expired(rt: Runtime) -> int:
     async for row in expired:
         task = await _take_for_rescue(row["_id"], rt.settings.lease_s)
         if task is None:
+            continue
+        if task.rescued_at is not None and await message_queued(rt, task):
+            # The rescue message sent earlier still waits for a free worker thread, so
+            # another copy would only lengthen the queue.
             continue
         message_id = await send_scan(task)
         sent += 1

@@ -61,6 +61,8 @@ async def claim_task(task_id: str, worker_id: str, lease_s: float) -> ScanTask |
                 "lease_owner": worker_id,
                 "lease_expires_at": now + timedelta(seconds=lease_s),
                 "next_retry_at": None,
+                # A rescue message sent before this claim is spent: see jobs.sweeper.
+                "rescued_at": None,
             },
             "$inc": {"attempts": 1},
         },

@@ -67,7 +67,10 @@ class Workers:
 
 
 @pytest.fixture
-def workers(services: Any) -> Iterator[Workers]:
+def workers(services: Any, shared_worker: WorkerProcess) -> Iterator[Workers]:
+    # The session's shared worker consumes the same queue with the default settings, so it
+    # is stopped: only this test's workers run its scans. The ``worker`` fixture restarts it.
+    shared_worker.stop()
     made = Workers(services.state_dir)
     yield made
     made.stop_all()

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from jobs.dispatch import message_queued, send_scan
-from jobs.documents import ImapSecurity, ScanStatus, ScanTask
-from jobs.lifecycle import cancel_scan
+from jobs.documents import ImapSecurity, ScanStatus, ScanTask, utcnow
+from jobs.lifecycle import cancel_scan, parse_object_id
 from jobs.runtime import Runtime
+from jobs.sweeper import rescue_expired
 from scripts.services.apps import WorkerProcess
 from tests.scan_harness import (
     SCRIPTED_USER,
@@ -226,3 +228,52 @@ async def test_sigterm_aborts_stalled_fetch(rt: Runtime, workers: Workers) -> No
     assert queued, "the released task was not sent again"
     # The scripted server is gone, so the task must not run again in a later test.
     await cancel_scan(rt, SCRIPTED_USER.name, task_id)
+
+
+async def test_rescue_not_repeated_while_queued(
+    rt: Runtime, workers: Workers, mail_user: Any
+) -> None:
+    user = mail_user()
+    account_id = await connect(rt, user)
+    task_id = await start(rt, user.name, account_id)
+    # No worker runs: the task looks claimed by a worker that died 10 s ago.
+    collection = ScanTask.get_pymongo_collection()
+    expired = utcnow() - timedelta(seconds=10)
+    await collection.update_one(
+        {"_id": parse_object_id(task_id)},
+        {
+            "$set": {
+                "status": ScanStatus.RUNNING.value,
+                "lease_owner": "dead-host:1:dead",
+                "lease_expires_at": expired,
+                "attempts": 1,
+            }
+        },
+    )
+    original = await load_task(task_id)
+
+    await rescue_expired(rt)
+    rescued = await load_task(task_id)
+    assert rescued.rescued_at is not None
+    assert rescued.message_id != original.message_id
+    assert await message_queued(rt, rescued)
+
+    await rescue_expired(rt)
+    assert (await load_task(task_id)).message_id == rescued.message_id
+
+    # A lease length later the rescue message still waits, so it is not sent again.
+    long_ago = utcnow() - timedelta(seconds=2 * rt.settings.lease_s)
+    await collection.update_one({"_id": rescued.id}, {"$set": {"rescued_at": long_ago}})
+    await rescue_expired(rt)
+    assert (await load_task(task_id)).message_id == rescued.message_id
+
+    namespace = f"{rt.settings.redis_prefix}-dramatiq"
+    queue = rt.settings.queue_name
+    await rt.redis.delete(f"{namespace}:{queue}", f"{namespace}:{queue}.msgs")
+    # The skipped sweep counted as a look at the task: the next one is due a lease later.
+    await collection.update_one({"_id": rescued.id}, {"$set": {"rescued_at": long_ago}})
+    await rescue_expired(rt)
+    again = await load_task(task_id)
+    assert again.message_id != rescued.message_id
+    assert await message_queued(rt, again)
+    await cancel_scan(rt, user.name, task_id)
