@@ -25,8 +25,10 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from jobs.documents import ScanTask
 from jobs.keys import RedisKeys
-from jobs.progress import ProgressEvent
+from jobs.lifecycle import parse_object_id
+from jobs.progress import ProgressEvent, event_from_task
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +246,27 @@ class ProgressHub:
             return None
         return ProgressEvent.model_validate_json(raw)
 
+    async def _stored_state(self, task_id: str) -> ProgressEvent | None:
+        """Return the task's snapshot, or its state built from the task document."""
+        snapshot = await self._snapshot(task_id)
+        if snapshot is not None:
+            return snapshot
+        object_id = parse_object_id(task_id)
+        task = await ScanTask.get(object_id) if object_id is not None else None
+        return event_from_task(task) if task is not None else None
+
+    async def _user_states(
+        self, current: Callable[[], Awaitable[Iterable[ProgressEvent]]], active: set[str]
+    ) -> list[ProgressEvent]:
+        """Return ``current()`` plus the stored state of each ``active`` task it omits."""
+        states = list(await current())
+        listed = {event.task_id for event in states}
+        for task_id in sorted(active - listed):
+            state = await self._stored_state(task_id)
+            if state is not None:
+                states.append(state)
+        return states
+
     async def subscribe_task(
         self,
         task_id: str,
@@ -288,32 +311,41 @@ class ProgressHub:
     ) -> AsyncIterator[ProgressEvent]:
         """Yield the current state of the user's active tasks, then every live event of the user.
 
-        After a resubscription the current states are yielded again. Never ends by itself; the
-        caller stops iterating when the client unsubscribes.
-
-        NOTE: a task that ended while Redis was unreachable is not active any more, so its
-        terminal event is not yielded again after the resubscription.
+        After a resubscription the current states are yielded again, and so is the stored state
+        of each task that this subscriber last saw active and that ``current`` no longer lists
+        (it ended while Redis was unreachable). Never ends by itself; the caller stops
+        iterating when the client unsubscribes.
         """
         subscriber = await self._join(self._keys.user_channel(user_id))
         try:
             seen: dict[str, int] = {}
+            active: set[str] = set()
             pending: list[ProgressEvent] = []
             subscriber.resync = True
             while True:
                 if subscriber.resync:
                     subscriber.resync = False
-                    states = list(await current())
+                    states = await self._user_states(current, active)
                     seen = {event.task_id: event.sequence for event in states}
                     for event in states:
+                        _track(active, event)
                         yield event
                 for event in pending:
                     if event.sequence <= seen.get(event.task_id, 0):
                         continue
                     seen[event.task_id] = event.sequence
+                    _track(active, event)
                     yield event
                 pending = await subscriber.next_batch()
         finally:
             await self._leave(subscriber)
+
+
+def _track(active: set[str], event: ProgressEvent) -> None:
+    if event.is_terminal:
+        active.discard(event.task_id)
+    else:
+        active.add(event.task_id)
 
 
 def _text(value: object) -> str:

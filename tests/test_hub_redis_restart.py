@@ -45,14 +45,23 @@ async def restart_redis(redis_server: Redis, down_s: float = 1.0) -> None:
     await asyncio.to_thread(redis_server.start)
 
 
-async def next_by_id(client: GraphQLSocket, count: int) -> dict[str, dict[str, Any]]:
-    """Receive ``count`` results and return the last ``data`` of each operation id."""
-    results: dict[str, dict[str, Any]] = {}
+async def receive_results(client: GraphQLSocket, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """Receive ``count`` results and return (operation id, payload field) pairs in order."""
+    results = []
     for _ in range(count):
         message = await client.receive(timeout_s=20)
         assert message["type"] == "next", message
-        results[message["id"]] = message["payload"]["data"]
+        [value] = message["payload"]["data"].values()
+        results.append((message["id"], value))
     return results
+
+
+def latest(results: list[tuple[str, dict[str, Any]]], operation_id: str, task: ScanTask) -> Any:
+    """Return the last result of the operation about ``task``."""
+    found = [value for key, value in results if key == operation_id]
+    found = [value for value in found if value["taskId"] == str(task.id)]
+    assert found, f"no {operation_id} result for task {task.id} in {results}"
+    return found[-1]
 
 
 async def test_subscribers_get_state_again_after_redis_restart(
@@ -60,14 +69,16 @@ async def test_subscribers_get_state_again_after_redis_restart(
 ) -> None:
     user_id = new_user_id()
     task = await new_task(user_id)
+    ends_meanwhile = await new_task(user_id)
     first = await publish(runtime, task, percent=10.0, phase=ScanPhase.FETCHING)
     client = await GraphQLSocket.open(api_server.ws_url, user_id)
     try:
         await client.start("task", PROGRESS, {"taskId": str(task.id)})
         await client.start("mine", MY_SCANS, {})
-        snapshots = await next_by_id(client, 2)
-        assert snapshots["task"]["scanProgress"]["sequence"] == first.sequence
-        assert snapshots["mine"]["myScans"]["sequence"] == first.sequence
+        snapshots = await receive_results(client, 3)
+        assert latest(snapshots, "task", task)["sequence"] == first.sequence
+        assert latest(snapshots, "mine", task)["sequence"] == first.sequence
+        assert latest(snapshots, "mine", ends_meanwhile)["status"] == "RUNNING"
 
         # While Redis is down the worker still saves its progress in the task document.
         await restart_redis(redis_server)
@@ -75,25 +86,29 @@ async def test_subscribers_get_state_again_after_redis_restart(
         await ScanTask.find_one(ScanTask.id == task.id).update(
             {"$set": {"percent": 50.0, "processed": 50, "total": 100}}
         )
+        await ScanTask.find_one(ScanTask.id == ends_meanwhile.id).update(
+            {"$set": {"status": ScanStatus.COMPLETED.value, "percent": 100.0}}
+        )
 
-        again = await next_by_id(client, 2)
+        again = await receive_results(client, 3)
         resynced_s = time.monotonic() - restarted
         logger.info("subscribers got the state again %.2f s after Redis started", resynced_s)
-        assert again["task"]["scanProgress"]["percent"] == 50.0
-        assert again["mine"]["myScans"]["percent"] == 50.0
+        assert latest(again, "task", task)["percent"] == 50.0
+        assert latest(again, "mine", task)["percent"] == 50.0
+        assert latest(again, "mine", ends_meanwhile)["status"] == "COMPLETED"
         assert resynced_s < 10
 
         # The restarted Redis counts sequences from 1 again; the hub must not drop them.
         fresh = await publish(runtime, task, percent=60.0, phase=ScanPhase.FETCHING)
         assert fresh.sequence == 1
-        live = await next_by_id(client, 2)
-        assert live["task"]["scanProgress"]["percent"] == 60.0
-        assert live["mine"]["myScans"]["percent"] == 60.0
+        live = await receive_results(client, 2)
+        assert latest(live, "task", task)["percent"] == 60.0
+        assert latest(live, "mine", task)["percent"] == 60.0
 
         await publish(runtime, task, status=ScanStatus.COMPLETED, phase=ScanPhase.DONE)
-        done = await next_by_id(client, 2)
-        assert done["task"]["scanProgress"]["status"] == "COMPLETED"
-        assert done["mine"]["myScans"]["status"] == "COMPLETED"
+        done = await receive_results(client, 2)
+        assert latest(done, "task", task)["status"] == "COMPLETED"
+        assert latest(done, "mine", task)["status"] == "COMPLETED"
         assert await client.receive() == {"id": "task", "type": "complete"}
     finally:
         await client.close()
