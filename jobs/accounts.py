@@ -14,7 +14,7 @@ from beanie import SortDirection
 
 from jobs.documents import EmailAccount, ImapSecurity, ScannedMessage
 from jobs.errors import InvalidInputError
-from jobs.hosts import IPAddress, first_rejected, parse_ip, resolve
+from jobs.hosts import IPAddress, first_rejected, is_metadata, parse_ip, resolve
 from jobs.lifecycle import cancel_account_scans, find_user_account
 from jobs.runtime import Runtime
 from jobs.secrets import encrypt_secret
@@ -57,7 +57,9 @@ async def connect_imap_account(
     _check_required("password", password)
     _check_folders(folders)
     label = _account_label(label, username, host)
-    if not rt.settings.allow_private_hosts:
+    if rt.settings.allow_private_hosts:
+        _check_not_metadata(host)
+    else:
         await _check_public_host(host, port)
 
     account = EmailAccount(
@@ -169,6 +171,18 @@ async def _check_public_host(host: str, port: int) -> None:
             "host",
             f"host {host!r} resolves to {rejected}, which is a loopback, private, link-local, "
             "multicast or metadata address; enter the public name of the IMAP server",
+        )
+
+
+def _check_not_metadata(host: str) -> None:
+    """Reject a cloud metadata address written as the host, even where private hosts are
+    allowed; the worker checks the resolved address of a name when it connects."""
+    address = parse_ip(host)
+    if address is not None and is_metadata(address):
+        raise InvalidInputError(
+            "host",
+            f"host {host!r} is a cloud metadata address, not an IMAP server; "
+            "enter the name of the IMAP server",
         )
 
 

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import random
@@ -21,6 +20,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
+from jobs.dispatch import send_scan
 from jobs.documents import ScanPhase, ScanStatus, ScanTask, utcnow
 from jobs.errors import QuotaExceededError
 from jobs.lifecycle import parse_object_id
@@ -109,15 +109,7 @@ async def unclaim(task: ScanTask, worker_id: str) -> bool:
 
 
 async def _send_again(task: ScanTask, delay_s: float) -> None:
-    # Imported here because declaring the actor needs the broker, which each process sets up.
-    from jobs.actors import scan_mailbox
-
-    message = await asyncio.to_thread(
-        scan_mailbox.send_with_options, args=(str(task.id),), delay=int(delay_s * 1000)
-    )
-    await ScanTask.get_pymongo_collection().update_one(
-        {"_id": task.id}, {"$set": {"message_id": message.message_id}}
-    )
+    await send_scan(task, delay_s=delay_s)
 
 
 async def check_start_rate(rt: Runtime, user_id: str) -> None:

@@ -2,7 +2,8 @@
 
 A user-supplied host must not reach the service's own network: loopback, private,
 link-local, multicast, reserved and cloud metadata addresses are rejected unless
-``Settings.allow_private_hosts`` allows them (development and tests). The API checks when an
+``Settings.allow_private_hosts`` allows them (development and tests). Cloud metadata
+addresses stay rejected even then, because no IMAP server lives there. The API checks when an
 account is connected, and the worker checks again on the address it connects to, because a
 DNS answer can change in between.
 """
@@ -14,9 +15,10 @@ import socket
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-#: Cloud metadata services that are not covered by the private and link-local ranges.
+#: Cloud metadata services.
 METADATA_ADDRESSES = frozenset(
     {
+        ipaddress.ip_address("169.254.169.254"),  # AWS, Google Cloud, Azure and others
         ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
         ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
     }
@@ -51,6 +53,17 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     return [address for address in addresses if address is not None]
 
 
-def first_rejected(addresses: list[IPAddress]) -> IPAddress | None:
-    """Return the first address that is not public, or None when all are."""
+def is_metadata(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address in METADATA_ADDRESSES
+
+
+def first_rejected(addresses: list[IPAddress], *, allow_private: bool = False) -> IPAddress | None:
+    """Return the first address not allowed, or None when all are.
+
+    With ``allow_private`` only cloud metadata addresses are rejected.
+    """
+    if allow_private:
+        return next((address for address in addresses if is_metadata(address)), None)
     return next((address for address in addresses if not is_public(address)), None)

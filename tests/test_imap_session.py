@@ -348,7 +348,10 @@ def test_silent_server_times_out() -> None:
 
     assert isinstance(error, TransientScanError)
     assert error.code == "TIMEOUT"
-    assert error.message == f"IMAP server {HOST}:{port} did not answer within 0.5 s."
+    assert error.message == (
+        f"IMAP server {HOST}:{port} did not answer within 0.5 s; "
+        "check the host and port and that the server is up."
+    )
     assert elapsed_s < 5
 
 
@@ -361,7 +364,10 @@ def test_connection_refused_is_connection_failed() -> None:
 
     assert isinstance(error, TransientScanError)
     assert error.code == "CONNECTION_FAILED"
-    assert error.message == f"Connection to IMAP server {HOST}:{port} was refused."
+    assert error.message == (
+        f"Connection to IMAP server {HOST}:{port} was refused; check the host and the port "
+        "(usually 993 for SSL, 143 for STARTTLS)."
+    )
 
 
 def test_bye_greeting_is_server_unavailable() -> None:

@@ -103,6 +103,35 @@ async def test_private_host_allowed_by_setting(services: Any) -> None:
     assert result["__typename"] == "ConnectAccountSuccess"
 
 
+@pytest.mark.parametrize("host", ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254"])
+async def test_metadata_host_rejected_despite_setting(services: Any, host: str) -> None:
+    async with open_api(allow_private_hosts=True) as api:
+        result = await connect_result(api, host)
+    assert result["__typename"] == "InvalidInput"
+    assert result["field"] == "host"
+    assert result["message"] == (
+        f"host {host!r} is a cloud metadata address, not an IMAP server; "
+        "enter the name of the IMAP server"
+    )
+
+
+def test_worker_rejects_metadata_despite_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    sockets: list[socket.socket] = []
+    metadata = [ipaddress.ip_address("169.254.169.254")]
+    monkeypatch.setattr(connection, "resolve", lambda host, port: metadata)
+    with pytest.raises(PermanentScanError) as raised:
+        open_connection(
+            Endpoint("metadata.internal.test", 993, 10.0),
+            "SSL",
+            ca_file=None,
+            allow_insecure=False,
+            observer=sockets.append,
+            allow_private_hosts=True,
+        )
+    assert raised.value.code == "HOST_NOT_ALLOWED"
+    assert sockets == []
+
+
 async def test_security_none_needs_setting(strict_api: Api, services: Any) -> None:
     result = await connect_result(strict_api, "8.8.8.8", security="NONE")
     assert result["__typename"] == "InvalidInput"

@@ -151,13 +151,13 @@ def open_connection(
 def _allowed_address(endpoint: Endpoint, allow_private_hosts: bool) -> str:
     """Resolve the endpoint's host once and return the address to connect to.
 
-    Raises PermanentScanError HOST_NOT_ALLOWED when an address is not public and private
-    hosts are not allowed, and OSError when the name cannot be resolved.
+    Raises PermanentScanError HOST_NOT_ALLOWED when an address is not allowed (a cloud
+    metadata address never is), and OSError when the name cannot be resolved.
     """
     addresses = resolve(endpoint.host, endpoint.port)
     if not addresses:
         raise OSError(f"host {endpoint.host!r} has no IP address")
-    rejected = None if allow_private_hosts else first_rejected(addresses)
+    rejected = first_rejected(addresses, allow_private=allow_private_hosts)
     if rejected is not None:
         raise PermanentScanError(
             "HOST_NOT_ALLOWED",

@@ -146,16 +146,20 @@ def transport_error(exc: BaseException, endpoint: Endpoint) -> ScanError:
     if isinstance(exc, socket.gaierror):
         return TransientScanError(
             "CONNECTION_FAILED",
-            f"Could not resolve the IMAP host {endpoint.host!r} ({exc.strerror}).",
+            f"Could not resolve the IMAP host {endpoint.host!r} ({exc.strerror}); "
+            "check the server name.",
         )
     if isinstance(exc, TimeoutError):
         return TransientScanError(
             "TIMEOUT",
-            f"IMAP server {endpoint} did not answer within {endpoint.timeout_s:g} s.",
+            f"IMAP server {endpoint} did not answer within {endpoint.timeout_s:g} s; "
+            "check the host and port and that the server is up.",
         )
     if isinstance(exc, ConnectionRefusedError):
         return TransientScanError(
-            "CONNECTION_FAILED", f"Connection to IMAP server {endpoint} was refused."
+            "CONNECTION_FAILED",
+            f"Connection to IMAP server {endpoint} was refused; check the host and the port "
+            "(usually 993 for SSL, 143 for STARTTLS).",
         )
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc) or type(exc).__name__
