@@ -33,6 +33,10 @@ class RedisKeys:
         """Set while a cancellation of the task is pending; workers poll it."""
         return f"{self.prefix}:cancel:{task_id}"
 
+    def claim_lock(self, task_id: str) -> str:
+        """Set while one worker claims the task, so claims of one task never overlap."""
+        return f"{self.prefix}:claim:{task_id}"
+
     @property
     def broker_namespace(self) -> str:
         """Prefix of the Dramatiq Redis broker's keys (``RedisBroker(namespace=...)``)."""

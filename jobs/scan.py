@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from jobs.analysis import analyse_headers, analyse_message
 from jobs.attempt import AttemptState
+from jobs.claim_lock import claim_lock
 from jobs.dispatch import send_scan
 from jobs.documents import (
     EmailAccount,
@@ -254,7 +255,8 @@ async def run_scan(rt: Runtime, task_id: str, worker_id: str) -> None:
         await _pass_on(task_id, worker_id)
         return
 
-    task = await claim_task(task_id, worker_id, rt.settings.lease_s)
+    async with claim_lock(rt, task_id):
+        task = await claim_task(task_id, worker_id, rt.settings.lease_s)
     if task is None:
         logger.info(
             "task %s not claimed by %s: finished, missing or held by a live worker",
