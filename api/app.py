@@ -36,13 +36,15 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the API application; ``settings`` defaults to the ``MAILSCAN_*`` environment.
 
-    NOTE: the Dramatiq broker that sends scan jobs reads the environment when ``jobs.broker``
-    is first imported, whatever ``settings`` is passed here.
+    The process's Dramatiq broker is moved to ``settings.redis_url`` when it uses another Redis.
     """
     settings = settings if settings is not None else get_settings()
     _configure_logging()
     # Declares the actors on the broker so that the mutations can send scan jobs.
     import jobs.actors  # noqa: F401
+    from jobs.broker import configure_broker
+
+    configure_broker(settings)
 
     authenticator = create_authenticator(settings)
     graphql = GraphQLApp(build_schema(settings.max_query_depth), authenticator)

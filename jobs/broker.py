@@ -1,7 +1,8 @@
 """The Dramatiq broker shared by the API (which sends) and the workers (which consume).
 
 Importing this module configures the global Dramatiq broker from the process settings, so it
-must be imported before any actor is declared.
+must be imported before any actor is declared. :func:`configure_broker` moves the declared
+actors to a broker built from other settings (an app built with explicit settings, tests).
 """
 
 from __future__ import annotations
@@ -31,14 +32,49 @@ class PrefetchPerThread(Middleware):
         logger.info("worker prefetch set to %d messages", worker.queue_prefetch)
 
 
-def build_broker(settings: Settings) -> RedisBroker:
-    broker = RedisBroker(  # type: ignore[no-untyped-call]
-        url=settings.redis_url, namespace=f"{settings.redis_prefix}-dramatiq"
-    )
+class ScanBroker(RedisBroker):
+    """A Redis broker that remembers the URL it was built from."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        super().__init__(url=url, namespace=namespace)  # type: ignore[no-untyped-call]
+        self.url = url
+
+
+def build_broker(settings: Settings) -> ScanBroker:
+    broker = ScanBroker(settings.redis_url, f"{settings.redis_prefix}-dramatiq")
     broker.add_middleware(AsyncIO())
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(PrefetchPerThread())
     return broker
+
+
+def current_broker() -> RedisBroker:
+    """Return the broker this process sends to and consumes from."""
+    current = dramatiq.get_broker()
+    assert isinstance(current, RedisBroker), f"unexpected Dramatiq broker {current!r}"
+    return current
+
+
+def configure_broker(settings: Settings) -> RedisBroker:
+    """Use a broker on ``settings.redis_url``, keeping every actor declared so far.
+
+    Does nothing when the current broker already uses that Redis and namespace.
+    """
+    current = current_broker()
+    namespace = f"{settings.redis_prefix}-dramatiq"
+    if (
+        getattr(current, "mailscan_url", None) == settings.redis_url
+        and current.namespace == namespace
+    ):
+        return current
+
+    replacement = build_broker(settings)
+    for actor in list(current.actors.values()):
+        actor.broker = replacement
+        replacement.declare_actor(actor)
+    dramatiq.set_broker(replacement)
+    logger.info("broker moved to namespace %s", namespace)
+    return replacement
 
 
 broker = build_broker(get_settings())

@@ -55,7 +55,9 @@ async def message_queued(rt: Runtime, task: ScanTask) -> bool:
     """
     if task.broker_message_id is None:
         return False
-    from jobs.broker import broker
+    from jobs.broker import current_broker
+
+    broker = current_broker()
 
     queue = rt.settings.queue_name
     for name in (queue, _dq_name(queue)):

@@ -149,9 +149,9 @@ def sending_broker() -> RedisBroker:
     ``jobs.broker`` reads the environment when first imported, so importing it here rather
     than at module level lets tests set the environment first.
     """
-    from jobs.broker import broker
+    from jobs.broker import current_broker
 
-    return broker
+    return current_broker()
 
 
 def _text(value: object) -> str:
