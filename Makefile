@@ -1,7 +1,7 @@
 # Developer and CI entry points; every target runs from the repository root.
 PYTHON ?= python3
 
-.PHONY: install run test stop lint clean
+.PHONY: install run test stop lint clean bench
 
 # Debian packages, FerretDB (built into .state/bin) and the Python project; quick when done.
 install:
@@ -20,6 +20,11 @@ test: install
 stop:
 	$(PYTHON) -m scripts.services stop --profile run
 	$(PYTHON) -m scripts.services stop --profile test
+
+# Benchmarks B1-B5 on servers of their own (about 10 minutes); rewrites docs/benchmarks.md.
+# Options: make bench BENCH_ARGS="--runs 1 --memory-sizes 5000".
+bench: install
+	$(PYTHON) -m bench $(BENCH_ARGS)
 
 lint:
 	$(PYTHON) -m ruff check .
