@@ -32,6 +32,7 @@ from jobs.documents import (
     ImapSecurity,
     ScanStatus,
     ScanTask,
+    finding_key,
     utcnow,
 )
 from jobs.runtime import Runtime
@@ -145,6 +146,7 @@ async def insert_findings(task: ScanTask, kinds: list[FindingKind]) -> list[Find
     findings = []
     for uid, kind in enumerate(kinds, start=1):
         finding = Finding(
+            id=finding_key(str(task.id), "INBOX", 1, uid, 0),
             task_id=str(task.id),
             user_id=task.user_id,
             account_id=task.account_id,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from jobs.documents import EmailAccount, ScannedMessage, ScanStatus, ScanTask
+from jobs.documents import EmailAccount, ScannedMessage, ScanStatus, ScanTask, message_key
 from jobs.secrets import decrypt_secret
 from tests.test_api_harness import Api, insert_account, insert_tasks, new_user_id, open_api
 
@@ -225,7 +225,12 @@ async def test_remove_account_keeps_task_history(api: Api) -> None:
     account = await insert_account(user_id, label="old mailbox")
     [task] = await insert_tasks(user_id, account, [ScanStatus.COMPLETED])
     await ScannedMessage(
-        user_id=user_id, account_id=str(account.id), folder="INBOX", uidvalidity=1, uid=1
+        id=message_key(str(account.id), "INBOX", 1, 1),
+        user_id=user_id,
+        account_id=str(account.id),
+        folder="INBOX",
+        uidvalidity=1,
+        uid=1,
     ).insert()
 
     data = await api.data(user_id, REMOVE, {"id": str(account.id)})

@@ -78,8 +78,16 @@ def start(ws: WebSocketTestSession, protocol: str, query: str, variables: dict[s
     ws.send_json({"id": "1", "type": kind, "payload": {"query": query, "variables": variables}})
 
 
+def receive(ws: WebSocketTestSession) -> dict[str, Any]:
+    """Return the next message that is not a keepalive (legacy ``ka``, ``ping``)."""
+    while True:
+        message: dict[str, Any] = ws.receive_json()
+        if message["type"] not in {"ka", "ping", "pong"}:
+            return message
+
+
 def next_data(ws: WebSocketTestSession, protocol: str) -> dict[str, Any]:
-    message = ws.receive_json()
+    message = receive(ws)
     assert message["type"] == ("next" if protocol == TRANSPORT_WS else "data"), message
     assert message["id"] == "1"
     assert "errors" not in message["payload"], message
@@ -126,7 +134,7 @@ def test_scan_progress_sends_snapshot_then_live_events(client: TestClient, proto
         assert done["processed"] == 100
         assert done["message"] == "scan finished"
         assert done["sequence"] == queued.sequence + 2
-        assert ws.receive_json() == {"type": "complete", "id": "1"}
+        assert receive(ws) == {"type": "complete", "id": "1"}
     finally:
         ws.__exit__(None, None, None)
 
@@ -143,7 +151,7 @@ def test_scan_progress_of_finished_task_ends_at_once(client: TestClient, protoco
         snapshot = next_data(ws, protocol)["scanProgress"]
         assert snapshot["status"] == "COMPLETED"
         assert snapshot["sequence"] == 0
-        assert ws.receive_json() == {"type": "complete", "id": "1"}
+        assert receive(ws) == {"type": "complete", "id": "1"}
     finally:
         ws.__exit__(None, None, None)
 
@@ -154,7 +162,7 @@ def test_scan_progress_other_user_not_found(client: TestClient) -> None:
     ws = connect(client, TRANSPORT_WS, new_user_id())
     try:
         start(ws, TRANSPORT_WS, PROGRESS, {"taskId": str(task.id)})
-        message = ws.receive_json()
+        message = receive(ws)
     finally:
         ws.__exit__(None, None, None)
     assert message["type"] == "error"
@@ -167,7 +175,7 @@ def test_scan_progress_legacy_unknown_task_is_not_found(client: TestClient) -> N
     ws = connect(client, LEGACY_WS, new_user_id())
     try:
         start(ws, LEGACY_WS, PROGRESS, {"taskId": "not-a-task"})
-        message = ws.receive_json()
+        message = receive(ws)
     finally:
         ws.__exit__(None, None, None)
     assert message["type"] == "error"
