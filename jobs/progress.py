@@ -57,10 +57,16 @@ def event_from_task(task: ScanTask, message: str | None = None) -> ProgressEvent
 
 
 # KEYS: sequence counter, snapshot, task channel, user channel.
-# ARGV: event JSON without its sequence, snapshot TTL in seconds.
+# ARGV: event JSON without its sequence, snapshot TTL in seconds, the highest sequence this
+# process published for the task (0 when none).
 # The sequence is spliced into the JSON text because cjson would turn integers into floats.
 _PUBLISH_SCRIPT = """
 local sequence = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[3])
+if sequence <= floor then
+    sequence = floor + 1
+    redis.call('SET', KEYS[1], sequence)
+end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 local payload = '{"sequence":' .. sequence .. ',' .. string.sub(ARGV[1], 2)
 redis.call('SET', KEYS[2], payload, 'EX', ARGV[2])
@@ -85,6 +91,10 @@ class ProgressPublisher:
         self._ttl_s = ttl_s
         self._script = redis.register_script(_PUBLISH_SCRIPT)
         self._last_sent: dict[str, tuple[float, ScanStatus]] = {}
+        # NOTE: a Redis restarted without persistence forgets the sequence counters; the
+        # highest sequence this process published keeps a running scan's sequence growing,
+        # but a task whose events all came from other processes restarts from 1.
+        self._sequences: dict[str, int] = {}
 
     def _due(self, event: ProgressEvent) -> bool:
         last = self._last_sent.get(event.task_id)
@@ -107,12 +117,15 @@ class ProgressPublisher:
             self._keys.progress_channel(event.task_id),
             self._keys.user_channel(event.user_id),
         ]
-        sequence = int(await self._script(keys=keys, args=[payload, self._ttl_s]))
+        floor = self._sequences.get(event.task_id, 0)
+        sequence = int(await self._script(keys=keys, args=[payload, self._ttl_s, floor]))
 
         if event.is_terminal:
             self._last_sent.pop(event.task_id, None)
+            self._sequences.pop(event.task_id, None)
         else:
             self._last_sent[event.task_id] = (time.monotonic(), event.status)
+            self._sequences[event.task_id] = sequence
         logger.debug(
             "task %s progress %s %s %.1f%% sequence %d",
             event.task_id,
