@@ -47,7 +47,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     configure_broker(settings)
 
     authenticator = create_authenticator(settings)
-    graphql = GraphQLApp(build_schema(settings.max_query_depth), authenticator)
+    schema = build_schema(
+        settings.max_query_depth, settings.max_query_aliases, settings.max_query_tokens
+    )
+    graphql = GraphQLApp(schema, authenticator)
     websockets = OpenWebsockets(keepalive_s=settings.ws_keepalive_s)
     serve_websockets(graphql, websockets)
     routes = [

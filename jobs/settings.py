@@ -78,6 +78,10 @@ class Settings:
     max_page_size: int = 100
     #: Deepest GraphQL query accepted.
     max_query_depth: int = 12
+    #: Most aliases in one GraphQL operation; each alias can repeat a whole query.
+    max_query_aliases: int = 30
+    #: Most lexical tokens in one GraphQL document; GraphiQL's introspection query needs ~500.
+    max_query_tokens: int = 5000
     #: Google OAuth client ids whose ID tokens are accepted (the ``aud`` claim); empty turns
     #: Google sign-in off.
     google_client_ids: tuple[str, ...] = ()

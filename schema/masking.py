@@ -60,4 +60,7 @@ class LoggingSchema(strawberry.Schema):
                     exc_info=error.original_error,
                 )
             else:
-                logger.info("user %s operation %s rejected: %s", user_id, operation, error.message)
+                # A rejected document can be megabytes long; its first characters identify it.
+                logger.info(
+                    "user %s operation %s rejected: %.300s", user_id, operation, error.message
+                )

@@ -64,6 +64,33 @@ async def test_page_size_at_limit_runs(api: Api) -> None:
     assert body == {"data": {"taskHistory": {"edges": []}}}
 
 
+async def test_too_many_aliases_are_rejected(services: Any) -> None:
+    async with open_api(max_query_aliases=3) as api:
+        aliases = " ".join(f"a{index}: taskHistory {{ edges {{ cursor }} }}" for index in range(4))
+        body = await api.post(new_user_id(), f"{{ {aliases} }}")
+    assert body.get("data") is None
+    [error] = body["errors"]
+    assert error["message"] == "4 aliases found. Allowed: 3"
+
+
+async def test_too_many_tokens_are_rejected(services: Any) -> None:
+    async with open_api(max_query_tokens=50) as api:
+        fields = " ".join("__typename" for _ in range(60))
+        body = await api.post(new_user_id(), f"{{ {fields} }}")
+    assert body.get("data") is None
+    [error] = body["errors"]
+    assert "50" in error["message"]
+
+
+async def test_introspection_fits_default_limits(services: Any) -> None:
+    from graphql import get_introspection_query
+
+    async with open_api() as api:
+        body = await api.post(new_user_id(), get_introspection_query(descriptions=True))
+    assert "errors" not in body, body.get("errors")
+    assert body["data"]["__schema"]["queryType"]["name"] == "Query"
+
+
 # --- websockets ----------------------------------------------------------------------------
 
 
