@@ -16,6 +16,16 @@ MailscanError
 
 from __future__ import annotations
 
+#: Characters of a user-supplied value quoted in an error message.
+QUOTED_VALUE_CHARS = 80
+
+
+def quoted(value: str) -> str:
+    """Return ``repr(value)``, cut to :data:`QUOTED_VALUE_CHARS` characters with an ellipsis."""
+    if len(value) <= QUOTED_VALUE_CHARS:
+        return repr(value)
+    return repr(value[:QUOTED_VALUE_CHARS]) + "..."
+
 
 class MailscanError(Exception):
     """Root of mailscan's own errors."""

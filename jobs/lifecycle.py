@@ -28,6 +28,7 @@ from jobs.errors import (
     InvalidStateError,
     NotFoundError,
     ScanAlreadyRunningError,
+    quoted,
 )
 from jobs.progress import event_from_task
 from jobs.runtime import Runtime
@@ -59,7 +60,7 @@ async def find_user_task(user_id: str, task_id: str) -> ScanTask:
     object_id = parse_object_id(task_id)
     task = await ScanTask.get(object_id) if object_id is not None else None
     if task is None or task.user_id != user_id:
-        raise NotFoundError(f"scan task {task_id!r} not found")
+        raise NotFoundError(f"scan task {quoted(task_id)} not found")
     return task
 
 
@@ -67,7 +68,7 @@ async def find_user_account(user_id: str, account_id: str) -> EmailAccount:
     object_id = parse_object_id(account_id)
     account = await EmailAccount.get(object_id) if object_id is not None else None
     if account is None or account.user_id != user_id:
-        raise NotFoundError(f"account {account_id!r} not found")
+        raise NotFoundError(f"account {quoted(account_id)} not found")
     return account
 
 

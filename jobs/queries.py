@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from beanie import Document, PydanticObjectId, SortDirection
 
 from jobs.documents import Finding, FindingKind, ScanStatus, ScanTask
-from jobs.errors import InvalidInputError, NotFoundError
+from jobs.errors import InvalidInputError, NotFoundError, quoted
 from jobs.lifecycle import parse_object_id
 from jobs.settings import Settings
 
@@ -105,7 +105,7 @@ async def scan_findings(
     """
     size = _page_size(settings, first)
     if await get_task(user_id, task_id) is None:
-        raise NotFoundError(f"scan task {task_id!r} not found")
+        raise NotFoundError(f"scan task {quoted(task_id)} not found")
     query: dict[str, Any] = {"task_id": task_id, "user_id": user_id}
     if kind is not None:
         query["kind"] = kind.value

@@ -13,6 +13,7 @@ import strawberry
 from graphql import GraphQLError
 
 from jobs.documents import ACTIVE_STATUSES, ScanTask
+from jobs.errors import quoted
 from jobs.hub import ProgressHub
 from jobs.progress import ProgressEvent, event_from_task
 from jobs.queries import get_task
@@ -72,7 +73,9 @@ async def resolve_scan_progress(info: Info, task_id: strawberry.ID) -> AsyncIter
     user_id = context.require_user_id()
     task = await get_task(user_id, str(task_id))
     if task is None:
-        raise GraphQLError(f"scan task {task_id!r} not found", extensions={"code": "NOT_FOUND"})
+        raise GraphQLError(
+            f"scan task {quoted(task_id)} not found", extensions={"code": "NOT_FOUND"}
+        )
     return _task_progress(context.hub, user_id, task)
 
 

@@ -249,3 +249,18 @@ async def test_unexpected_error_is_masked_and_logged(
     assert record.getMessage() == f"user {user_id} operation Task failed at task"
     assert record.exc_info is not None
     assert "db-7.internal" in str(record.exc_info[1])
+
+
+async def test_long_task_id_is_cut_in_not_found(api: Api) -> None:
+    task_id = "x" * 5000
+    data = await api.data(new_user_id(), CANCEL_FOR_LONG_ID, {"taskId": task_id})
+    result = data["cancelScan"]
+    assert result["__typename"] == "NotFound"
+    assert result["message"] == f"scan task {'x' * 80!r}... not found"
+
+
+CANCEL_FOR_LONG_ID = """
+mutation Cancel($taskId: ID!) {
+  cancelScan(taskId: $taskId) { __typename ... on NotFound { message } }
+}
+"""
