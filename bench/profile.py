@@ -1,8 +1,9 @@
-"""Where one scan spends its time: py-spy on the worker, and CPU seconds of every server.
+"""Profile of one scan: time per stage, py-spy samples of the worker, CPU time per process.
 
-``python -m bench.profile [--messages N]`` scans the corpus once with a single worker process
-under ``py-spy record`` and prints the heaviest functions of the worker and the CPU seconds
-each process name used during the scan (FerretDB, PostgreSQL, Dovecot, Python).
+``python -m bench.profile [--messages N]`` scans the corpus twice on fresh servers. The first
+scan runs in this process with a timer around each stage (:mod:`bench.stages`). The second
+runs in one worker process under ``py-spy record``; the output lists the heaviest functions
+of the worker and the CPU seconds each process name used during that scan.
 """
 
 from __future__ import annotations

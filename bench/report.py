@@ -214,10 +214,10 @@ def details(r: Results) -> list[str]:
         single = r.b2.figures()["single"].median
         out += [
             "", f"### B4 many users ({b4.users} x {b4.messages} messages, one run)", "",
-            f"Completed {b4.completed}/{b4.users}; makespan {b4.makespan_s:.1f} s from the first "
-            f"startScan to the last finishedAt; ideal {b4.ideal_s(single):.2f} s "
-            f"({b4.users * b4.messages:,} messages at the B2 single-scan median of {single:,.0f} "
-            f"msg/s over {b4.slots} worker slots); wait from createdAt to startedAt: median "
+            f"Completed {b4.completed}/{b4.users}. Makespan {b4.makespan_s:.1f} s from the first "
+            f"startScan to the last finishedAt. Ideal {b4.ideal_s(single):.2f} s: "
+            f"{b4.users * b4.messages:,} messages at the B2 single-scan median of {single:,.0f} "
+            f"msg/s over {b4.slots} worker slots. Wait from createdAt to startedAt: median "
             f"{b4.median_wait_s:.1f} s, largest {b4.max_wait_s:.1f} s.",
         ]  # fmt: skip
     if r.b5:

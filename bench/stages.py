@@ -1,8 +1,8 @@
 """Wall time of each stage of one scan, measured by running the scan in this process.
 
-The scan module's collaborators (IMAP fetch, analysis, result saving, checkpoint, progress)
-are wrapped with timers for the length of one call to ``run_scan``; nothing is changed
-on disk. The task must be QUEUED with no worker consuming the queue.
+Timers wrap the functions the scan module calls (IMAP fetch, analysis, result saving,
+checkpoint, progress) for the length of one call to ``run_scan``. Nothing is changed on
+disk. The task must be QUEUED with no worker consuming the queue.
 """
 
 from __future__ import annotations
