@@ -17,6 +17,7 @@ from datetime import datetime
 
 import redis
 import websockets
+from websockets.typing import Subprotocol
 
 from bench.harness import Api, Bench
 from bench.procs import cpu_seconds, peak_rss_mb
@@ -69,9 +70,9 @@ async def subscriber(
     async with gate:
         socket = await websockets.connect(
             ws_url,
-            subprotocols=["graphql-transport-ws"],
+            subprotocols=[Subprotocol("graphql-transport-ws")],
             max_queue=None,
-            open_timeout=60,  # type: ignore[list-item]
+            open_timeout=60,
         )
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer dev:{user}"}}
         await socket.send(json.dumps(init))
