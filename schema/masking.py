@@ -3,7 +3,8 @@
 An error is expected when the code raised a GraphQL error with ``extensions.code`` on purpose,
 or when the request itself is invalid (syntax, validation, variable types). Any other error
 raised while resolving a field is logged with its traceback and the user id, and the client
-gets a generic text with ``extensions.code = "INTERNAL_SERVER_ERROR"``.
+gets a generic text with ``extensions.code = "INTERNAL_SERVER_ERROR"``, or
+``"SERVICE_UNAVAILABLE"`` when a database or Redis connection was lost.
 """
 
 from __future__ import annotations
@@ -12,12 +13,20 @@ import logging
 
 import strawberry
 from graphql import GraphQLError
+from pymongo.errors import ConnectionFailure
+from redis.exceptions import ConnectionError as RedisConnectionError
 from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
 logger = logging.getLogger(__name__)
 
 INTERNAL_ERROR_MESSAGE = "internal server error; the failure was logged, try again later"
+UNAVAILABLE_MESSAGE = "the database or Redis was briefly unavailable; try again"
+
+
+def is_outage(error: GraphQLError) -> bool:
+    """Tell whether ``error`` came from a lost database or Redis connection."""
+    return isinstance(error.original_error, ConnectionFailure | RedisConnectionError)
 
 
 def is_unexpected(error: GraphQLError) -> bool:
@@ -36,7 +45,14 @@ class MaskUnexpectedErrors(MaskErrors):
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         masked = super().anonymise_error(error)
-        masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
+        if is_outage(error):
+            # NOTE: after a database restart, each API process fails the first operation on
+            # every stale pooled connection (pymongo does not retry against a standalone
+            # server); the client sees this retryable code instead of an internal error.
+            masked.message = UNAVAILABLE_MESSAGE
+            masked.extensions = {"code": "SERVICE_UNAVAILABLE"}
+        else:
+            masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
         return masked
 
 

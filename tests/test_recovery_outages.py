@@ -10,6 +10,7 @@ import asyncio
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from jobs.documents import ScanStatus
@@ -73,6 +74,7 @@ async def test_scan_survives_database_restart(
     workers: Workers,
     mail_user: Any,
     mongodb_server: Any,
+    api_server: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     user = mail_user()
@@ -96,3 +98,19 @@ async def test_scan_survives_database_restart(
     assert done.processed == done.total == MAILBOX_SIZE
     assert await saved_messages(account_id) == MAILBOX_SIZE
     assert not log_lines(worker, r"\[ERROR\]")
+    await refresh_api_pool(api_server.http_url)
+
+
+async def refresh_api_pool(http_url: str) -> None:
+    """Make the session's API process drop its connections to the restarted database.
+
+    NOTE: the first operation on each stale pooled connection fails (SERVICE_UNAVAILABLE);
+    /readyz pings the database, and one failed ping makes pymongo clear the whole pool, so
+    later tests that share this API process are not hit.
+    """
+    async with httpx.AsyncClient(base_url=http_url, timeout=10) as client:
+        for _ in range(20):
+            if (await client.get("/readyz")).status_code == 200:
+                return
+            await asyncio.sleep(0.25)
+    raise AssertionError("the API did not become ready after the database restart")
