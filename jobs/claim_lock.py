@@ -21,9 +21,9 @@ from jobs.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-#: Longest a claim may hold the lock, in milliseconds; a crashed claimer frees it by expiry.
+#: Maximum time a claim holds the lock, in milliseconds; the lock of a crashed claimer expires.
 CLAIM_LOCK_TTL_MS = 10_000
-#: Longest a second claimer waits for the lock before it claims anyway, in seconds.
+#: Maximum time a second claimer waits for the lock before it claims anyway, in seconds.
 CLAIM_LOCK_WAIT_S = 10.0
 #: Pause between two tries to take the lock, in seconds.
 CLAIM_LOCK_POLL_S = 0.02
@@ -57,14 +57,14 @@ async def claim_lock(rt: Runtime, task_id: str) -> AsyncIterator[None]:
     key = rt.keys.claim_lock(task_id)
     token = uuid.uuid4().hex
     try:
-        held = await _acquire(rt, key, token)
+        locked = await _acquire(rt, key, token)
     except RedisError as exc:
         logger.warning("task %s: claim lock unavailable (%s); claiming without it", task_id, exc)
-        held = False
+        locked = False
     try:
         yield
     finally:
-        if held:
+        if locked:
             try:
                 await rt.redis.eval(_RELEASE_SCRIPT, 1, key, token)
             except RedisError as exc:

@@ -91,7 +91,7 @@ class ProgressPublisher:
         self._ttl_s = ttl_s
         self._script = redis.register_script(_PUBLISH_SCRIPT)
         self._last_sent: dict[str, tuple[float, ScanStatus]] = {}
-        # NOTE: a Redis restarted without persistence forgets the sequence counters; the
+        # NOTE: a Redis restarted without persistence loses the sequence counters; the
         # highest sequence this process published keeps a running scan's sequence growing,
         # but a task whose events all came from other processes restarts from 1.
         self._sequences: dict[str, int] = {}
