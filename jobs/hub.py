@@ -181,6 +181,11 @@ class ProgressHub:
                 if self._broken:
                     await self._resubscribe()
                     continue
+                if self._pubsub.connection is None:
+                    # A join has listed its channel but not yet sent SUBSCRIBE; reading now
+                    # would raise "pubsub connection not set".
+                    await asyncio.sleep(0.01)
+                    continue
                 message = await self._pubsub.get_message(timeout=1.0)
                 if message is not None:
                     await self._dispatch(message)

@@ -29,7 +29,10 @@ class Runtime:
     async def open(cls, settings: Settings) -> Runtime:
         """Connect to the database and Redis; the caller calls :meth:`close` at shutdown."""
         mongo = await init_db(settings)
-        redis = Redis.from_url(settings.redis_url, health_check_interval=15)
+        # No health_check_interval: on the hub's pub/sub connection a health check sends a
+        # PING and reads its reply while the hub's reader is reading, and asyncio streams
+        # allow one reader at a time. Lost connections surface as errors that callers handle.
+        redis = Redis.from_url(settings.redis_url)
         keys = RedisKeys(settings.redis_prefix)
         publisher = ProgressPublisher(
             redis,
