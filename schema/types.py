@@ -194,8 +194,9 @@ class ScanProgress:
     eta_seconds: float | None
     messages_per_second: float | None
     sequence: int = strawberry.field(
-        description="Position among the published events of the task, from 1; 0 or less "
-        "when the state was read back from storage instead of received live."
+        description="Position among the published events of the task, from 1. A subscription "
+        "starts with the latest published event and its own sequence; 0 or less means that "
+        "no published event was stored and the state was read from the task document."
     )
     message: str | None
     updated_at: datetime
