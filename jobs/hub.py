@@ -40,6 +40,9 @@ RECONNECT_DELAY_S = 0.2
 RECONNECT_MAX_DELAY_S = 2.0
 #: Time Redis has to confirm a new subscription before the subscriber gives up, in seconds.
 JOIN_TIMEOUT_S = 10.0
+#: Longest wait of the reader for a message before it sends pending (un)subscriptions, in
+#: seconds; it bounds how long a new subscriber waits for its SUBSCRIBE to go out.
+READ_INTERVAL_S = 0.05
 
 _REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -91,7 +94,10 @@ class ProgressHub:
         self._pubsub: PubSub = redis.pubsub()
         self._channels: dict[str, _Channel] = {}
         self._lock = asyncio.Lock()
-        self._has_channels = asyncio.Event()
+        #: Channel -> True to subscribe, False to unsubscribe; applied by the reader.
+        self._pending: dict[str, bool] = {}
+        #: Set when a channel is listed or dropped, to wake an idle reader.
+        self._wake = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         #: Set when a command on the pub/sub connection failed, until the reader replaces it.
         self._broken = False
@@ -129,9 +135,9 @@ class ProgressHub:
             channel = self._channels.get(channel_name)
             if channel is None:
                 channel = self._channels[channel_name] = _Channel(channel_name)
-                await self._send_subscribe(channel_name)
+                self._pending[channel_name] = True
+                self._wake.set()
             channel.subscribers.add(subscriber)
-            self._has_channels.set()
         # Reading the snapshot before Redis confirms the subscription could miss an event
         # published in between, so wait for the confirmation first.
         try:
@@ -144,14 +150,6 @@ class ProgressHub:
             ) from None
         return subscriber
 
-    async def _send_subscribe(self, channel_name: str) -> None:
-        try:
-            await self._pubsub.subscribe(channel_name)
-        except _REDIS_ERRORS as exc:
-            # The reader subscribes every listed channel once it reconnects.
-            self._broken = True
-            logger.warning("subscribe to %s failed, Redis unreachable: %s", channel_name, exc)
-
     async def _leave(self, subscriber: _Subscriber) -> None:
         async with self._lock:
             channel = self._channels.get(subscriber.channel)
@@ -161,32 +159,29 @@ class ProgressHub:
             if channel.subscribers:
                 return
             del self._channels[subscriber.channel]
-            if not self._channels:
-                self._has_channels.clear()
-            try:
-                await self._pubsub.unsubscribe(subscriber.channel)
-            except _REDIS_ERRORS as exc:
-                self._broken = True
-                # A new connection subscribes only listed channels, and the reader
-                # unsubscribes any confirmed channel that is no longer listed.
-                logger.warning(
-                    "unsubscribe from %s failed, Redis unreachable: %s", subscriber.channel, exc
-                )
+            self._pending[subscriber.channel] = False
+            self._wake.set()
 
     async def _read_forever(self) -> None:
+        # NOTE: only this task uses the pub/sub connection. redis-py reconnects inside a
+        # command and reads the handshake replies there, so a SUBSCRIBE sent by a joining
+        # subscriber while this task reads failed with "readuntil() called while another
+        # coroutine is already waiting for incoming data" after a Redis restart.
         failures = 0
         while True:
-            await self._has_channels.wait()
+            if not self._channels and not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             try:
                 if self._broken:
                     await self._resubscribe()
                     continue
+                await self._apply_pending()
                 if self._pubsub.connection is None:
-                    # A join has listed its channel but not yet sent SUBSCRIBE; reading now
-                    # would raise "pubsub connection not set".
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(READ_INTERVAL_S)
                     continue
-                message = await self._pubsub.get_message(timeout=1.0)
+                message = await self._pubsub.get_message(timeout=READ_INTERVAL_S)
                 if message is not None:
                     await self._dispatch(message)
                 failures = 0
@@ -198,11 +193,34 @@ class ProgressHub:
                 log("progress hub lost Redis (%s); reconnecting in %.1f s", exc, delay_s)
                 await asyncio.sleep(delay_s)
 
+    async def _apply_pending(self) -> None:
+        """Send the SUBSCRIBE and UNSUBSCRIBE commands that joins and leaves asked for."""
+        async with self._lock:
+            pending, self._pending = self._pending, {}
+            subscribe = [
+                name for name, wanted in pending.items() if wanted and name in self._channels
+            ]
+            unsubscribe = [
+                name
+                for name, wanted in pending.items()
+                if not wanted and name not in self._channels
+            ]
+            try:
+                if subscribe:
+                    await self._pubsub.subscribe(*subscribe)
+                if unsubscribe and self._pubsub.connection is not None:
+                    await self._pubsub.unsubscribe(*unsubscribe)
+            except _REDIS_ERRORS:
+                # The resubscription after the reconnect covers every listed channel.
+                self._broken = True
+                raise
+
     async def _resubscribe(self) -> None:
         """Replace the broken pub/sub connection and subscribe every listed channel again."""
         async with self._lock:
             await self._pubsub.aclose()
             self._pubsub = self._redis.pubsub()
+            self._pending.clear()
             names = list(self._channels)
             if names:
                 await self._pubsub.subscribe(*names)
