@@ -167,9 +167,25 @@ class AttemptState:
         )
         await self._publish_final(task, None)
 
+    def _final_progress(self) -> dict[str, object]:
+        # A batch saved just before the stop may lack its checkpoint; the counters include it,
+        # so the stored progress matches the summary counted from the saved messages. Before
+        # the listing the counters are empty and the stored progress stays as it is.
+        if self.counters.total == 0:
+            return {}
+        fields = self._progress_fields()
+        fields.pop("phase", None)
+        return fields
+
     async def _cancelled(self) -> None:
         summary = await summarise(self.task)
-        task = await finish_task(self.task, self.worker_id, ScanStatus.CANCELLED, summary=summary)
+        task = await finish_task(
+            self.task,
+            self.worker_id,
+            ScanStatus.CANCELLED,
+            summary=summary,
+            extra=self._final_progress(),
+        )
         await self.rt.redis.delete(self.rt.keys.cancel_flag(self.task_id))
         logger.info(
             "task %s user %s cancelled after %d of %d messages",
@@ -187,7 +203,12 @@ class AttemptState:
         summary = await summarise(self.task)
         reason = TaskError(code=error.code, message=error.message, retryable=error.retryable)
         task = await finish_task(
-            self.task, self.worker_id, ScanStatus.FAILED, error=reason, summary=summary
+            self.task,
+            self.worker_id,
+            ScanStatus.FAILED,
+            error=reason,
+            summary=summary,
+            extra=self._final_progress(),
         )
         logger.info(
             "task %s user %s failed with %s after %d attempts: %s",

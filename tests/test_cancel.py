@@ -88,6 +88,7 @@ async def test_cancel_interrupts_stalled_fetch(
     assert stopped_s < 3, f"cancel took {stopped_s:.1f} s"
     assert progress.statuses()[-2:] == ["CANCELLING", "CANCELLED"]
     assert done.summary is not None and done.summary.messages == 1
+    assert done.processed == done.summary.messages
     assert await saved_messages(account_id) == 1
     assert await rt.redis.exists(rt.keys.cancel_flag(task_id)) == 0
 
