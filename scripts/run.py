@@ -147,6 +147,12 @@ mailscan is running. Press Ctrl-C to stop everything.
   Try:
 {START_SCAN_EXAMPLE.format(account_id=account_id)}
 
+  Dashboard: {api.http_url}/  (sign in with the token dev:{DEMO_USER})
+  CLI:       MAILSCAN_API_URL={api.http_url} MAILSCAN_TOKEN=dev:{DEMO_USER} \\
+             mailscan scan --account {account_id} --months 3
+  Admin:     start with MAILSCAN_ADMIN_USERS={DEMO_USER} make run to use systemHealth and
+             /api/admin/health as the demo user.
+
   Logs: {api.log_file}, {stack.root / "worker.log"} and {stack.root}/<server>/
 """,
         flush=True,
