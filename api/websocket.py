@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from graphql import GraphQLError
@@ -63,6 +64,25 @@ def _registry(websocket: object) -> OpenWebsockets | None:
     return registry if isinstance(registry, OpenWebsockets) else None
 
 
+async def _handle_registered(
+    handler: Any, registry: OpenWebsockets | None, handle: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``handle`` while ``handler`` is listed in ``registry``, so a shutdown reaches it.
+
+    A websocket that arrives while the server shuts down is closed at once with 1001.
+    """
+    if registry is not None and registry.closing:
+        await _close(handler.websocket, "server shutting down")
+        return
+    if registry is not None:
+        registry.add(handler)
+    try:
+        await handle()
+    finally:
+        if registry is not None:
+            registry.discard(handler)
+
+
 async def _close(websocket: AsyncWebSocketAdapter, reason: str) -> None:
     # The client may be gone already, or Strawberry may have closed the socket itself.
     with contextlib.suppress(WebSocketDisconnected, RuntimeError, OSError):
@@ -79,17 +99,7 @@ class TransportWSLifecycle(BaseGraphQLTransportWSHandler[Any, Any]):
         self._keepalive: asyncio.Task[None] | None = None
 
     async def handle(self) -> None:
-        registry = self._registry
-        if registry is not None and registry.closing:
-            await _close(self.websocket, "server shutting down")
-            return
-        if registry is not None:
-            registry.add(self)
-        try:
-            await super().handle()
-        finally:
-            if registry is not None:
-                registry.discard(self)
+        await _handle_registered(self, self._registry, super().handle)
 
     async def handle_connection_init(self, message: Any) -> None:
         await super().handle_connection_init(message)
@@ -124,17 +134,7 @@ class LegacyWSLifecycle(BaseGraphQLWSHandler[Any, Any]):
     """Shutdown for legacy graphql-ws; a mixin like :class:`TransportWSLifecycle`."""
 
     async def handle(self) -> None:
-        registry = _registry(self.websocket)
-        if registry is not None and registry.closing:
-            await _close(self.websocket, "server shutting down")
-            return
-        if registry is not None:
-            registry.add(self)
-        try:
-            await super().handle()
-        finally:
-            if registry is not None:
-                registry.discard(self)
+        await _handle_registered(self, _registry(self.websocket), super().handle)
 
     async def go_away(self, reason: str) -> None:
         await self.cleanup()

@@ -15,6 +15,7 @@ from dramatiq.broker import Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware
 
+from jobs.keys import RedisKeys
 from jobs.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class ScanBroker(RedisBroker):
 
 
 def build_broker(settings: Settings) -> ScanBroker:
-    broker = ScanBroker(settings.redis_url, f"{settings.redis_prefix}-dramatiq")
+    broker = ScanBroker(settings.redis_url, RedisKeys(settings.redis_prefix).broker_namespace)
     broker.add_middleware(AsyncIO())
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(PrefetchPerThread())
@@ -61,7 +62,7 @@ def configure_broker(settings: Settings) -> RedisBroker:
     Does nothing when the current broker already uses that Redis and namespace.
     """
     current = current_broker()
-    namespace = f"{settings.redis_prefix}-dramatiq"
+    namespace = RedisKeys(settings.redis_prefix).broker_namespace
     if (
         getattr(current, "mailscan_url", None) == settings.redis_url
         and current.namespace == namespace

@@ -55,14 +55,9 @@ async def message_queued(rt: Runtime, task: ScanTask) -> bool:
     """
     if task.broker_message_id is None:
         return False
-    from jobs.broker import current_broker
-
-    broker = current_broker()
-
     queue = rt.settings.queue_name
     for name in (queue, _dq_name(queue)):
-        # The key layout of Dramatiq 2.x's Redis broker (see its dispatch.lua).
-        key = f"{broker.namespace}:{name}.msgs"
+        key = f"{rt.keys.broker_queue(name)}.msgs"
         if await rt.redis.hexists(key, task.broker_message_id):
             return True
     return False

@@ -70,7 +70,7 @@ async def admit(rt: Runtime, task: ScanTask, worker_id: str) -> bool:
         logger.warning("task %s lost its lease while being held back", task.id)
         return False
     delay_s = rt.settings.admission_retry_s * random.uniform(1.0, 1.5)
-    await _send_again(task, delay_s)
+    await send_scan(task, delay_s=delay_s)
     logger.info(
         "task %s user %s held back: %d other scans running, limit %d; sent again in %.1f s",
         task.id,
@@ -106,10 +106,6 @@ async def unclaim(task: ScanTask, worker_id: str) -> bool:
         return_document=ReturnDocument.AFTER,
     )
     return raw is not None
-
-
-async def _send_again(task: ScanTask, delay_s: float) -> None:
-    await send_scan(task, delay_s=delay_s)
 
 
 async def check_start_rate(rt: Runtime, user_id: str) -> None:
