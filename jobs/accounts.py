@@ -176,7 +176,7 @@ async def _check_public_host(host: str, port: int) -> None:
 
 def _check_not_metadata(host: str) -> None:
     """Reject a cloud metadata address written as the host, even where private hosts are
-    allowed; the worker checks the resolved address of a name when it connects."""
+    allowed. The worker checks the resolved address of a name when it connects."""
     address = parse_ip(host)
     if address is not None and is_metadata(address):
         raise InvalidInputError(

@@ -10,7 +10,7 @@ import jobs.broker  # noqa: F401  (sets the global broker before the actors are 
 from jobs.settings import get_settings
 from jobs.worker_runtime import get_worker_runtime, worker_id
 
-#: Longest time one scan attempt may run, in milliseconds. The lease, not this limit, detects
+#: Maximum time one scan attempt may run, in milliseconds. The lease, not this limit, detects
 #: stalled workers; this only bounds a scan that keeps making progress forever.
 SCAN_TIME_LIMIT_MS = 24 * 3600 * 1000
 
@@ -22,7 +22,7 @@ SCAN_TIME_LIMIT_MS = 24 * 3600 * 1000
 )
 async def scan_mailbox(task_id: str) -> None:
     """Run one attempt of a scan task. Retries are scheduled by the scan itself, which
-    knows transient from permanent failures, so Dramatiq's own retries are off."""
+    tells transient from permanent failures, so Dramatiq's own retries are off."""
     from jobs.scan import run_scan
 
     rt = await get_worker_runtime()

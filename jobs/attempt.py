@@ -2,7 +2,7 @@
 
 An attempt ends in exactly one of these ways: COMPLETED, CANCELLED, FAILED (permanent error
 or attempts used up), QUEUED with ``next_retry_at`` (transient error, retried with backoff),
-or QUEUED at once because its worker process is shutting down. :class:`AttemptState` holds
+or QUEUED at once because its worker process is shutting down. :class:`AttemptState` contains
 what those outcomes need; :class:`jobs.scan.ScanAttempt` adds the reading of the mailbox.
 """
 
@@ -168,9 +168,9 @@ class AttemptState:
         await self._publish_final(task, None)
 
     def _final_progress(self) -> dict[str, object]:
-        # A batch saved just before the stop may lack its checkpoint; the counters include it,
+        # A batch saved just before the stop may lack its checkpoint. The counters include it,
         # so the stored progress matches the summary counted from the saved messages. Before
-        # the listing the counters are empty and the stored progress stays as it is.
+        # the listing the counters are empty, so the stored progress stays as it is.
         if self.counters.total == 0:
             return {}
         fields = self._progress_fields()

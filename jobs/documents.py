@@ -191,7 +191,7 @@ class FindingData(BaseModel):
 
 
 class MessageFields(BaseModel):
-    """What analysing one raw message produces (see ``jobs.analysis``)."""
+    """Fields that analysing one raw message produces (see ``jobs.analysis``)."""
 
     message_id: str | None = None
     sender_address: str | None = None

@@ -1,4 +1,4 @@
-"""Which mail-server addresses users may make the service connect to.
+"""Policy on the mail-server addresses that users may make the service connect to.
 
 A user-supplied host must not reach the service's own network: loopback, private,
 link-local, multicast, reserved and cloud metadata addresses are rejected unless

@@ -1,6 +1,6 @@
 """Fan-out of progress events to the subscribers of one API process.
 
-One :class:`ProgressHub` per process holds a single Redis pub/sub connection, whatever the
+One :class:`ProgressHub` per process uses a single Redis pub/sub connection, whatever the
 number of websocket subscribers. Each subscriber has a bounded buffer: when it falls behind,
 the oldest intermediate events are dropped, while the latest and the terminal event (always the
 last of a task) are kept.
@@ -36,11 +36,11 @@ logger = logging.getLogger(__name__)
 SUBSCRIBER_BUFFER = 16
 #: First pause before the reader reconnects after losing Redis, in seconds; doubles per failure.
 RECONNECT_DELAY_S = 0.2
-#: Longest pause between two reconnection attempts, in seconds.
+#: Maximum pause between two reconnection attempts, in seconds.
 RECONNECT_MAX_DELAY_S = 2.0
 #: Time Redis has to confirm a new subscription before the subscriber gives up, in seconds.
 JOIN_TIMEOUT_S = 10.0
-#: Longest wait of the reader for a message before it sends pending (un)subscriptions, in
+#: Maximum wait of the reader for a message before it sends pending (un)subscriptions, in
 #: seconds; it bounds how long a new subscriber waits for its SUBSCRIBE to go out.
 READ_INTERVAL_S = 0.05
 
@@ -198,12 +198,12 @@ class ProgressHub:
         async with self._lock:
             pending, self._pending = self._pending, {}
             subscribe = [
-                name for name, wanted in pending.items() if wanted and name in self._channels
+                name for name, requested in pending.items() if requested and name in self._channels
             ]
             unsubscribe = [
                 name
-                for name, wanted in pending.items()
-                if not wanted and name not in self._channels
+                for name, requested in pending.items()
+                if not requested and name not in self._channels
             ]
             try:
                 if subscribe:

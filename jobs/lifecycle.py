@@ -1,7 +1,7 @@
 """Requests that change a scan task from outside the worker: start, cancel, retry.
 
 Each transition is one conditional update on the task document, so two API processes, or an
-API process and a worker, can race without leaving a task in a state nobody owns.
+API process and a worker, can race without leaving a task in a state that no process owns.
 """
 
 from __future__ import annotations

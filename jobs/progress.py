@@ -41,6 +41,12 @@ class ProgressEvent(BaseModel):
         return self.status in TERMINAL_STATUSES
 
 
+def _error_message(task: ScanTask) -> str | None:
+    if task.error is None:
+        return None
+    return task.error.message
+
+
 def event_from_task(task: ScanTask, message: str | None = None) -> ProgressEvent:
     """Build an event that states the task document as it is."""
     return ProgressEvent(
@@ -51,7 +57,7 @@ def event_from_task(task: ScanTask, message: str | None = None) -> ProgressEvent
         percent=task.percent,
         processed=task.processed,
         total=task.total,
-        message=message if message is not None else (task.error.message if task.error else None),
+        message=message if message is not None else _error_message(task),
         updated_at=utcnow(),
     )
 
@@ -91,7 +97,7 @@ class ProgressPublisher:
         self._ttl_s = ttl_s
         self._script = redis.register_script(_PUBLISH_SCRIPT)
         self._last_sent: dict[str, tuple[float, ScanStatus]] = {}
-        # NOTE: a Redis restarted without persistence loses the sequence counters; the
+        # NOTE: a Redis restarted without persistence loses the sequence counters. The
         # highest sequence this process published keeps a running scan's sequence growing,
         # but a task whose events all came from other processes restarts from 1.
         self._sequences: dict[str, int] = {}

@@ -51,7 +51,7 @@ def _duplicates(exc: BulkWriteError) -> list[int]:
 async def _insert_new(collection: Any, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Insert ``documents`` and return those already present (same ``_id``).
 
-    Inserting and sorting out duplicates afterwards costs one command per batch; an upsert
+    Inserting and sorting out duplicates afterwards costs one command per batch. An upsert
     per document was about 30 times slower on FerretDB 1.24 (measured on PostgreSQL).
     """
     if not documents:
@@ -139,7 +139,7 @@ async def save_batch(
 ) -> None:
     """Save the messages of one batch and the findings this task recorded on them.
 
-    New messages and findings are inserted with one command each; documents that exist
+    New messages and findings are inserted with one command each. Documents that exist
     already (a rescan, or a batch saved before a crash) are recognised by their ``_id``.
     """
     if not messages:

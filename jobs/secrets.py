@@ -23,7 +23,8 @@ def _fernet(settings: Settings) -> MultiFernet:
         return MultiFernet([Fernet(key.encode()) for key in settings.secret_keys])
     except ValueError as exc:
         raise ConfigurationError(
-            "MAILSCAN_SECRET_KEYS holds a value that is not a Fernet key (32 url-safe base64 bytes)"
+            "MAILSCAN_SECRET_KEYS contains an invalid Fernet key; each key must be 32 url-safe "
+            "base64-encoded bytes"
         ) from exc
 
 

@@ -66,7 +66,7 @@ class Settings:
     max_attempts: int = 5
     #: Delay before the first automatic retry, in seconds; doubles per attempt, with jitter.
     retry_base_s: float = 2.0
-    #: Longest delay between two automatic retries, in seconds.
+    #: Maximum delay between two automatic retries, in seconds.
     retry_max_s: float = 300.0
     #: Worker threads per worker process (also the broker prefetch).
     worker_threads: int = 4
@@ -78,9 +78,11 @@ class Settings:
     max_page_size: int = 100
     #: Deepest GraphQL query accepted.
     max_query_depth: int = 12
-    #: Most aliases in one GraphQL operation; each alias can repeat a whole query.
+    #: Maximum number of aliases in one GraphQL operation, because each alias can repeat a
+    #: whole query.
     max_query_aliases: int = 30
-    #: Most lexical tokens in one GraphQL document; GraphiQL's introspection query needs ~500.
+    #: Maximum number of lexical tokens in one GraphQL document (GraphiQL's introspection
+    #: query has about 500).
     max_query_tokens: int = 5000
     #: Google OAuth client ids whose ID tokens are accepted (the ``aud`` claim); empty turns
     #: Google sign-in off.

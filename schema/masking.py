@@ -47,8 +47,8 @@ class MaskUnexpectedErrors(MaskErrors):
         masked = super().anonymise_error(error)
         if is_outage(error):
             # NOTE: after a database restart, each API process fails the first operation on
-            # every stale pooled connection (pymongo does not retry against a standalone
-            # server); the client sees this retryable code instead of an internal error.
+            # every stale pooled connection, because pymongo does not retry against a
+            # standalone server. The client gets this retryable code, not an internal error.
             masked.message = UNAVAILABLE_MESSAGE
             masked.extensions = {"code": "SERVICE_UNAVAILABLE"}
         else:

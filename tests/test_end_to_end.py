@@ -209,8 +209,8 @@ async def test_corpus_mailbox_scan(
         assert len(findings) == counted
         assert counted > 0
 
-        # The second scan covers 3 months; the expectation is computed here from the dates
-        # given to the files, with IMAP SEARCH SINCE semantics (whole days, inclusive).
+        # The second scan covers 3 months. The test computes the expected count from the dates
+        # it gave the files, with IMAP SEARCH SINCE semantics (whole days, inclusive).
         since = months_ago(datetime.now(UTC).date(), 3)
         expected = sum(1 for when in dates if when.date() >= since)
         recent_id = await start_scan(client, user.name, account_id, 3)

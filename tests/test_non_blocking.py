@@ -1,4 +1,5 @@
-"""The API keeps answering while scans run: nothing in the API process waits on a mail server."""
+"""The API keeps serving requests while scans run, because the API process never waits on a
+mail server."""
 
 from __future__ import annotations
 
