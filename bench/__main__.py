@@ -33,33 +33,60 @@ def parse_args() -> argparse.Namespace:
     add("--pubsub-samples", type=int, default=1000, help="raw pub/sub round trips (default 1000)")
     add("--output", type=Path, default=REPORT, help=f"report file (default {REPORT})")
     add("--keep", action="store_true", help="keep .state/bench/run-<pid>/ and its logs")
-    return parser.parse_args()
+    add(
+        "--only",
+        default="B1,B2,B3,B4,B5",
+        help="benchmarks to run, comma-separated (default all); B1 and B4 also run B2, "
+        "whose mailboxes and single-scan rate they use. Write a partial run to a scratch "
+        "file with --output, since the report lists only what ran",
+    )
+    args = parser.parse_args()
+    args.only = _selected(args.only)
+    return args
+
+
+def _selected(text: str) -> set[str]:
+    names = {name.strip().upper() for name in text.split(",") if name.strip()}
+    unknown = names - {"B1", "B2", "B3", "B4", "B5"}
+    if unknown:
+        raise SystemExit(f"--only: unknown benchmark {', '.join(sorted(unknown))}; use B1 to B5")
+    if names & {"B1", "B4"}:
+        names.add("B2")
+    return names
 
 
 async def run_all(bench: Bench, args: argparse.Namespace, results: Results) -> None:
+    only = args.only
     api_process = bench.start_api()
     pool = bench.start_worker()
     async with Api(api_process) as api:
-        logger.info("B2 scan throughput, %d runs", args.runs)
-        results.b2 = await throughput.run(bench, api, args.scan_messages, args.copies, args.runs)
-        logger.info("B1 API latency, %d clients for %.0f s", args.clients, args.duration)
-        results.b1 = await api_latency.run(
-            bench, api, results.b2.boxes, args.clients, args.duration
-        )
-        logger.info("B4 %d users of %d messages", args.users, args.user_messages)
-        results.b4 = await many_users.run(bench, api, args.users, args.user_messages)
+        if "B2" in only:
+            logger.info("B2 scan throughput, %d runs", args.runs)
+            results.b2 = await throughput.run(
+                bench, api, args.scan_messages, args.copies, args.runs
+            )
+        if "B1" in only and results.b2:
+            logger.info("B1 API latency, %d clients for %.0f s", args.clients, args.duration)
+            results.b1 = await api_latency.run(
+                bench, api, results.b2.boxes, args.clients, args.duration
+            )
+        if "B4" in only:
+            logger.info("B4 %d users of %d messages", args.users, args.user_messages)
+            results.b4 = await many_users.run(bench, api, args.users, args.user_messages)
         bench.stop_process(pool)
 
-        logger.info("B3 fan-out to %d subscribers", args.subscribers)
-        results.b3 = [
-            await fanout.run(bench, args.subscribers, processes, args.scan_messages)
-            for processes in (1, 2)
-        ]
-        results.pubsub_s = await pubsub_round_trips(bench.stack.redis.url, args.pubsub_samples)
+        if "B3" in only:
+            logger.info("B3 fan-out to %d subscribers", args.subscribers)
+            results.b3 = [
+                await fanout.run(bench, args.subscribers, processes, args.scan_messages)
+                for processes in (1, 2)
+            ]
+            results.pubsub_s = await pubsub_round_trips(bench.stack.redis.url, args.pubsub_samples)
 
-        sizes = [int(size) for size in args.memory_sizes.split(",") if size]
-        logger.info("B5 worker memory at %s messages", sizes)
-        results.b5 = await memory.run(bench, api, sizes)
+        if "B5" in only:
+            sizes = [int(size) for size in args.memory_sizes.split(",") if size]
+            logger.info("B5 worker memory at %s messages", sizes)
+            results.b5 = await memory.run(bench, api, sizes)
 
 
 def main() -> None:

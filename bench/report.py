@@ -229,7 +229,11 @@ def details(r: Results) -> list[str]:
 
 
 def measured_section(r: Results) -> list[str]:
-    options = " ".join(f"{k}={v}" for k, v in r.options.items() if k not in {"output", "keep"})
+    options = " ".join(
+        f"{k}={','.join(sorted(v)) if isinstance(v, set) else v}"
+        for k, v in r.options.items()
+        if k not in {"output", "keep"}
+    )
     head = [
         BEGIN, "",
         f"Command: `{r.command}` (`python -m bench`), options: {options}.", "",
