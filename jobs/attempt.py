@@ -17,12 +17,13 @@ from datetime import timedelta
 from redis.exceptions import RedisError
 
 from jobs.dispatch import send_scan
-from jobs.documents import ScanPhase, ScanStatus, ScanTask, TaskError, utcnow
+from jobs.documents import ScanPhase, ScanStatus, ScanSummary, ScanTask, TaskError, utcnow
 from jobs.errors import ScanError
 from jobs.lease import LeaseKeeper
 from jobs.progress import ProgressEvent, estimate
 from jobs.results import summarise
 from jobs.runtime import Runtime
+from jobs.tally import SummaryTally
 from jobs.task_state import finish_task, release_task, requeue_for_retry, update_owned
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class AttemptState:
         self.counters = Counters()
         self.phase = ScanPhase.CONNECTING
         self.lease = LeaseKeeper(rt, task, worker_id)
+        #: What this attempt saved and checkpointed, counted for the summary.
+        self.tally = SummaryTally()
         #: Progress events skipped since Redis became unavailable.
         self._unpublished = 0
 
@@ -138,9 +141,20 @@ class AttemptState:
         event = event.model_copy(update={"percent": task.percent})
         await self.rt.publisher.publish(event, force=True)
 
+    async def _completed_summary(self) -> ScanSummary:
+        """Count the summary in memory when this attempt saved every message of the task.
+
+        Otherwise (the attempt resumed from checkpoints, or a message vanished between the
+        listing and the fetch) it is counted from the saved documents.
+        """
+        complete = self.counters.done_before == 0 and self.tally.messages == self.counters.total
+        if complete:
+            return self.tally.summary()
+        return await summarise(self.task)
+
     async def _complete(self) -> None:
         await self._enter_phase(ScanPhase.SAVING)
-        summary = await summarise(self.task)
+        summary = await self._completed_summary()
         self.counters.processed = self.counters.total
         task = await finish_task(
             self.task,

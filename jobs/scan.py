@@ -153,6 +153,7 @@ class ScanAttempt(AttemptState):
             if not owned:
                 raise ScanCancelled("lease lost")
             self.task.checkpoints[plan.name] = checkpoint
+            self.tally.add(analysed)
             await self._report()
             self._batches_saved += 1
             self._crash_if_configured()

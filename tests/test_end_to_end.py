@@ -14,6 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from jobs.documents import ScanTask
+from jobs.lifecycle import parse_object_id
+from jobs.results import summarise
+from jobs.runtime import Runtime
+from jobs.settings import get_settings
 from tests.clients import LEGACY_WS, TRANSPORT_WS, graphql, subscribe
 
 pytestmark = pytest.mark.integration
@@ -158,6 +163,17 @@ async def all_findings(
         after = page["pageInfo"]["endCursor"]
 
 
+async def assert_summary_matches_database(task_id: str) -> None:
+    """The summary the worker counted while saving equals one counted from the saved data."""
+    runtime = await Runtime.open(get_settings())
+    try:
+        task = await ScanTask.get(parse_object_id(task_id))
+        assert task is not None and task.summary is not None
+        assert task.summary == await summarise(task)
+    finally:
+        await runtime.close()
+
+
 def assert_progress_stream(events: list[dict[str, Any]], task_id: str, total: int) -> None:
     assert len(events) >= 3, f"expected the snapshot and live events, got {events}"
     assert {event["taskId"] for event in events} == {task_id}
@@ -208,6 +224,7 @@ async def test_corpus_mailbox_scan(
         counted = sum(row["count"] for row in task["summary"]["findings"])
         assert len(findings) == counted
         assert counted > 0
+        await assert_summary_matches_database(task_id)
 
         # The second scan covers 3 months. The test computes the expected count from the dates
         # it gave the files, with IMAP SEARCH SINCE semantics (whole days, inclusive).
@@ -218,6 +235,7 @@ async def test_corpus_mailbox_scan(
         assert recent_events[-1]["status"] == "COMPLETED"
         recent = await fetch_task(client, user.name, recent_id)
         assert recent["summary"]["messages"] == expected
+        await assert_summary_matches_database(recent_id)
         assert recent["processed"] == recent["total"] == expected
 
 
