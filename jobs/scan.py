@@ -119,6 +119,13 @@ class ScanAttempt(AttemptState):
         return FolderPlan(folder, uidvalidity, pending, len(uids) - len(pending))
 
     async def _scan_folder(self, session: ImapSession, plan: FolderPlan) -> None:
+        """Fetch, analyse and save the folder's pending UIDs, batch by batch, as a pipeline.
+
+        While one batch is analysed, the next one is fetched and the previous one saved, so
+        the IMAP server, this process and the database work at the same time. Batches are
+        saved and checkpointed one at a time in UID order, so a checkpoint never passes a
+        batch that is not saved. At most three batches are held: fetched, analysed, saving.
+        """
         uidvalidity = await asyncio.to_thread(session.select, plan.name)
         if uidvalidity != plan.uidvalidity:
             raise TransientScanError(
@@ -128,35 +135,69 @@ class ScanAttempt(AttemptState):
             )
         checkpoint = self.task.checkpoints.get(plan.name)
         saved = checkpoint.saved if checkpoint and checkpoint.uidvalidity == plan.uidvalidity else 0
-        batch_size = self.rt.settings.fetch_batch_size
+        size = self.rt.settings.fetch_batch_size
+        batches = [
+            plan.pending[start : start + size] for start in range(0, len(plan.pending), size)
+        ]
 
-        for start in range(0, len(plan.pending), batch_size):
-            self.lease.raise_if_stopped()
-            if stop_requested():
-                raise WorkerStopping
-            uids = plan.pending[start : start + batch_size]
-            fetched = await asyncio.to_thread(
-                session.fetch, uids, max_message_bytes=self.rt.settings.max_message_bytes
-            )
-            self.lease.raise_if_stopped()
-            analysed = await asyncio.to_thread(analyse_batch, fetched)
-            await save_batch(self.task, plan.name, plan.uidvalidity, analysed)
+        fetching: asyncio.Task[list[FetchedMessage]] | None = None
+        saving: asyncio.Task[None] | None = None
+        try:
+            for index, uids in enumerate(batches):
+                self._raise_if_stopping()
+                if fetching is None:
+                    fetching = self._start_fetch(session, uids)
+                fetched = await fetching
+                fetching = None
+                self.lease.raise_if_stopped()
+                if index + 1 < len(batches):
+                    fetching = self._start_fetch(session, batches[index + 1])
 
-            saved += len(analysed)
-            self.counters.processed += len(uids)
-            checkpoint = FolderCheckpoint(
-                uidvalidity=plan.uidvalidity, last_uid=uids[-1], saved=saved
-            )
-            owned = await save_checkpoint(
-                self.task, self.worker_id, plan.name, checkpoint, self._progress_fields()
-            )
-            if not owned:
-                raise ScanCancelled("lease lost")
-            self.task.checkpoints[plan.name] = checkpoint
-            self.tally.add(analysed)
-            await self._report()
-            self._batches_saved += 1
-            self._crash_if_configured()
+                analysed = await asyncio.to_thread(analyse_batch, fetched)
+
+                if saving is not None:
+                    await saving
+                    saving = None
+                saved += len(analysed)
+                saving = asyncio.create_task(self._save(plan, uids, analysed, saved))
+            if saving is not None:
+                await saving
+                saving = None
+        finally:
+            await _settle(session, fetching, saving)
+
+    def _raise_if_stopping(self) -> None:
+        self.lease.raise_if_stopped()
+        if stop_requested():
+            raise WorkerStopping
+
+    def _start_fetch(
+        self, session: ImapSession, uids: list[int]
+    ) -> asyncio.Task[list[FetchedMessage]]:
+        fetch = asyncio.to_thread(
+            session.fetch, uids, max_message_bytes=self.rt.settings.max_message_bytes
+        )
+        return asyncio.ensure_future(fetch)
+
+    async def _save(
+        self, plan: FolderPlan, uids: list[int], analysed: list[AnalysedMessage], saved: int
+    ) -> None:
+        """Save one batch, then checkpoint it, then count it in the summary and report it."""
+        await save_batch(self.task, plan.name, plan.uidvalidity, analysed)
+
+        self.counters.processed += len(uids)
+        checkpoint = FolderCheckpoint(uidvalidity=plan.uidvalidity, last_uid=uids[-1], saved=saved)
+        owned = await save_checkpoint(
+            self.task, self.worker_id, plan.name, checkpoint, self._progress_fields()
+        )
+        if not owned:
+            raise ScanCancelled("lease lost")
+        self.task.checkpoints[plan.name] = checkpoint
+        self.tally.add(analysed)
+
+        await self._report()
+        self._batches_saved += 1
+        self._crash_if_configured()
 
     def _crash_if_configured(self) -> None:
         limit = self.rt.settings.crash_after_batches
@@ -248,6 +289,29 @@ class ScanAttempt(AttemptState):
                     "INTERNAL_ERROR", "the scan stopped on an internal error; retry it later"
                 )
             )
+
+
+async def _settle(
+    session: ImapSession,
+    fetching: asyncio.Task[list[FetchedMessage]] | None,
+    saving: asyncio.Task[None] | None,
+) -> None:
+    """Wait for the batches still in flight when a folder's pipeline stops early.
+
+    The batch being saved is saved and checkpointed, so stopping after it loses nothing. The
+    batch being fetched is dropped and fetched again by the next attempt. Aborting the session
+    first keeps a slow server from holding up the stop. Their errors are only logged, because
+    the error that stopped the pipeline is the one the attempt reports.
+    """
+    if fetching is not None:
+        session.abort()
+    for pending in (saving, fetching):
+        if pending is None:
+            continue
+        try:
+            await pending
+        except Exception as exc:
+            logger.debug("work in flight ended with %r after the scan stopped", exc)
 
 
 async def run_scan(rt: Runtime, task_id: str, worker_id: str) -> None:

@@ -198,7 +198,11 @@ async def test_other_user_starts_before_backlog(
 ) -> None:
     mailbox = mail_user()
     now = datetime.now(UTC)
-    files = sorted(CORPUS.iterdir())[:800]
+    # The light user's message waits behind the 19 held-back heavy messages, which the one
+    # free worker thread claims and hands back one by one (several database round trips
+    # each). Heavy scans of the whole corpus last about as long as that pass over the
+    # queue, so the light scan starts within the first few heavy scans and not after all 20.
+    files = sorted(CORPUS.iterdir())
     mailbox.deliver_many((path.read_bytes(), now - timedelta(days=1)) for path in files)
     heavy, light = f"heavy-{new_user_id()}", f"light-{new_user_id()}"
 
@@ -238,7 +242,7 @@ async def test_other_user_starts_before_backlog(
     started.sort(key=lambda row: str(row[0]))
     order = [who for _, who, _ in started]
     print("start order:", order)
-    assert order.index("light") <= 2, order
+    assert order.index("light") <= 3, order
 
     # The heavy user's scans ran one at a time, each attempt counted once. Both times are
     # taken just before their database writes, so a start may precede the previous finish
