@@ -92,10 +92,14 @@ async def _claim_account_slot(task: ScanTask) -> None:
     if oldest is None or oldest.id == task.id:
         return
     await task.delete()
-    raise ScanAlreadyRunningError(
-        f"account {task.account_id!r} already has an active scan {str(oldest.id)!r}; "
+    raise _already_running(task.account_id, oldest)
+
+
+def _already_running(account_id: str, active: ScanTask) -> ScanAlreadyRunningError:
+    return ScanAlreadyRunningError(
+        f"account {account_id!r} already has an active scan {str(active.id)!r}; "
         "wait for it to finish or cancel it",
-        task_id=str(oldest.id),
+        task_id=str(active.id),
     )
 
 
@@ -114,6 +118,11 @@ async def start_scan(rt: Runtime, user_id: str, account_id: str, months: int) ->
             "months", f"months must be from {MIN_MONTHS} to {MAX_MONTHS}, got {months}"
         )
     account = await find_user_account(user_id, account_id)
+    # A start on a busy account is rejected here with one read. Starts that arrive together
+    # all pass this check, and the insert-then-check below picks one of them.
+    active = await _active_task_of_account(account_id)
+    if active is not None:
+        raise _already_running(account_id, active)
 
     now = utcnow()
     task = ScanTask(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from jobs import queries
-from jobs.documents import ScanStatus, ScanSummary, ScanTask, SenderCount, TaskError
+from jobs import lifecycle, queries
+from jobs.documents import ScanStatus, ScanSummary, ScanTask, SenderCount, TaskError, utcnow
+from jobs.errors import ScanAlreadyRunningError
 from tests.test_api_harness import Api, insert_account, insert_tasks, new_user_id, open_api
 
 START = """
@@ -109,6 +111,45 @@ async def test_start_queues_then_reports_running_scan(api: Api) -> None:
     assert second["code"] == "SCAN_ALREADY_RUNNING"
     assert second["taskId"] == task["id"]
     assert second["task"] == {"id": task["id"], "status": "QUEUED"}
+
+
+async def test_concurrent_starts_keep_one_task(api: Api) -> None:
+    user_id = new_user_id()
+    account = await insert_account(user_id)
+
+    results = await asyncio.gather(*(start(api, user_id, str(account.id), 1) for _ in range(8)))
+
+    kinds = sorted(result["__typename"] for result in results)
+    assert kinds == ["ScanAlreadyRunning"] * 7 + ["StartScanSuccess"]
+    (winner,) = [
+        result["task"]["id"] for result in results if result["__typename"] == "StartScanSuccess"
+    ]
+    assert {result["taskId"] for result in results if "taskId" in result} == {winner}
+    tasks = await ScanTask.find({"user_id": user_id}).to_list()
+    assert [str(task.id) for task in tasks] == [winner]
+
+
+async def test_account_slot_keeps_one_of_racing_tasks(api: Api) -> None:
+    # Starts that pass the busy-account check together each insert a task, then each checks.
+    user_id = new_user_id()
+    account = await insert_account(user_id)
+    now = utcnow()
+    tasks = [
+        ScanTask(user_id=user_id, account_id=str(account.id), months=1, since=now, created_at=now)
+        for _ in range(8)
+    ]
+    await asyncio.gather(*(task.insert() for task in tasks))
+
+    outcomes = await asyncio.gather(
+        *(lifecycle._claim_account_slot(task) for task in tasks), return_exceptions=True
+    )
+
+    kept = [task for task, outcome in zip(tasks, outcomes, strict=True) if outcome is None]
+    assert len(kept) == 1
+    rejected = [outcome for outcome in outcomes if outcome is not None]
+    assert all(isinstance(outcome, ScanAlreadyRunningError) for outcome in rejected), rejected
+    remaining = await ScanTask.find({"account_id": str(account.id)}).to_list()
+    assert [task.id for task in remaining] == [kept[0].id]
 
 
 async def test_start_on_other_users_account_is_not_found(api: Api) -> None:
