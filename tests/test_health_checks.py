@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -76,7 +78,9 @@ async def test_system_health_forbidden_for_users(services: Any) -> None:
 
 
 async def test_system_health_reports_queue_and_workers(services: Any, runtime: Runtime) -> None:
-    settings = load_settings()
+    # A queue of its own: the session's workers consume the default queue and would take
+    # the probe message before systemHealth counts it.
+    settings = replace(load_settings(), queue_name=f"health-probe-{uuid.uuid4().hex[:8]}")
     broker = build_broker(settings)
     queue = settings.queue_name
     broker.declare_queue(queue)
@@ -91,7 +95,7 @@ async def test_system_health_reports_queue_and_workers(services: Any, runtime: R
     broker.enqueue(waiting)
     broker.enqueue(delayed, delay=60_000)
     try:
-        async with open_api(admin_users=(ADMIN,)) as api:
+        async with open_api(admin_users=(ADMIN,), queue_name=queue) as api:
             user_id = new_user_id()
             account = await insert_account(user_id)
             await insert_tasks(user_id, account, [ScanStatus.RUNNING, ScanStatus.QUEUED])
