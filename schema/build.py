@@ -10,7 +10,7 @@ from jobs.settings import Settings
 from schema.masking import LoggingSchema, MaskUnexpectedErrors
 from schema.mutations import Mutation
 from schema.queries import Query
-from schema.subscriptions import Subscription
+from schema.subscriptions import ProgressExecutor, Subscription
 
 
 def build_schema(
@@ -31,4 +31,5 @@ def build_schema(
             partial(MaxAliasesLimiter, max_alias_count=max_query_aliases),
             MaskUnexpectedErrors,
         ],
+        execution_context_class=ProgressExecutor,
     )
