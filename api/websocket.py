@@ -5,6 +5,9 @@ graphql-transport-ws: the server sends ``ping`` every ``keepalive_s`` after ``co
 Strawberry 0.341 sends none, and a client may treat a silent socket as dead. An operation whose
 document does not parse gets an ``error`` message for its id, where Strawberry would close the
 whole socket with 4400, so one bad operation never ends the other operations of the socket.
+A ``next`` message whose payload has only ``data`` is encoded once per ``data`` object: the
+subscribers of one operation share the result of each event (see ``schema.sharing``), so the
+payload text is reused and only the operation id differs between their frames.
 Legacy graphql-ws: Strawberry's own ``ka`` messages, at the same interval.
 """
 
@@ -17,18 +20,58 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from graphql import GraphQLError
+from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
+from strawberry.http.base import BaseView
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+
+from schema.sharing import IdentityCache
 
 logger = logging.getLogger(__name__)
 
 #: Close code sent to every websocket when the API shuts down (RFC 6455: going away).
 GOING_AWAY = 1001
+
+#: JSON text of recent ``next`` payloads, keyed by the identity of their ``data`` object.
+_encoded_payloads: IdentityCache[str] = IdentityCache()
+
+
+def encode_next(view: BaseView[Any], message: Message) -> str | None:
+    """Return the text frame of a ``next`` message that carries only ``data``, else None.
+
+    The payload text is cached by the identity of ``data``, so ``data`` must not change once
+    sent. The frame is the one ``view.encode_json(message)`` returns when ``encode_json``
+    writes compact JSON (Strawberry's default) and the message lists id, type, payload in
+    that order, as Strawberry's ``Operation.send_next`` does.
+    """
+    if message["type"] != "next" or message["payload"].keys() != {"data"}:
+        return None
+    data = message["payload"]["data"]
+    payload = _encoded_payloads.get(data)
+    if payload is None:
+        encoded = view.encode_json(message["payload"])
+        if not isinstance(encoded, str):
+            return None
+        payload = encoded
+        _encoded_payloads.put(data, payload)
+    operation_id = view.encode_json(message["id"])
+    if not isinstance(operation_id, str):
+        return None
+    return '{"id":' + operation_id + ',"type":"next","payload":' + payload + "}"
+
+
+async def _send_text(websocket: ASGIWebSocketAdapter, text: str) -> None:
+    # The same translation as Strawberry's ASGIWebSocketAdapter.send_json.
+    try:
+        await websocket.ws.send_text(text)
+    except WebSocketDisconnect as exc:
+        raise WebSocketDisconnected from exc
 
 
 class OpenWebsockets:
@@ -112,6 +155,14 @@ class TransportWSLifecycle(BaseGraphQLTransportWSHandler[Any, Any]):
             while True:
                 await asyncio.sleep(self._registry.keepalive_s)
                 await self.send_message({"type": "ping"})
+
+    async def send_message(self, message: Message) -> None:
+        if isinstance(self.websocket, ASGIWebSocketAdapter):
+            frame = encode_next(self.view, message)
+            if frame is not None:
+                await _send_text(self.websocket, frame)
+                return
+        await super().send_message(message)
 
     async def shutdown(self) -> None:
         if self._keepalive is not None:

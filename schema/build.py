@@ -20,7 +20,7 @@ from jobs.settings import Settings
 from schema.masking import LoggingSchema, MaskUnexpectedErrors
 from schema.mutations import Mutation
 from schema.queries import Query
-from schema.subscriptions import Subscription
+from schema.subscriptions import ProgressExecutor, Subscription
 
 #: Distinct documents whose parse and validation results each process keeps.
 CACHED_DOCUMENTS = 256
@@ -80,4 +80,5 @@ def build_schema(
             partial(ValidationCache, maxsize=CACHED_DOCUMENTS),
             MaskUnexpectedErrors,
         ],
+        execution_context_class=ProgressExecutor,
     )

@@ -19,9 +19,33 @@ from jobs.progress import ProgressEvent, event_from_task
 from jobs.queries import get_task
 from jobs.runtime import Runtime
 from schema.context import Info
+from schema.sharing import IdentityCache, SharedEventExecutor
 from schema.types import ScanProgress
 
 logger = logging.getLogger(__name__)
+
+#: The ScanProgress of each recent event. The hub hands the same event object to every
+#: subscriber of a channel, so they all get the same ScanProgress and share its execution.
+_progress_objects: IdentityCache[ScanProgress] = IdentityCache()
+
+
+class ProgressExecutor(SharedEventExecutor):
+    """Executes each progress event once per distinct subscription operation.
+
+    ScanProgress has only plain fields, so its results follow the contract of
+    :mod:`schema.sharing`.
+    """
+
+    shared_root_types = (ScanProgress,)
+
+
+def progress_of(event: ProgressEvent) -> ScanProgress:
+    """Return the ScanProgress of ``event``, the same object for the same event."""
+    progress = _progress_objects.get(event)
+    if progress is None:
+        progress = ScanProgress.from_event(event)
+        _progress_objects.put(event, progress)
+    return progress
 
 
 async def _task_progress(
@@ -36,7 +60,7 @@ async def _task_progress(
     logger.debug("user %s subscribed to task %s", user_id, task_id)
     try:
         async for event in hub.subscribe_task(task_id, fallback=read_task):
-            yield ScanProgress.from_event(event)
+            yield progress_of(event)
     finally:
         logger.debug("user %s unsubscribed from task %s", user_id, task_id)
 
@@ -61,7 +85,7 @@ async def _user_progress(
     logger.debug("user %s subscribed to all own tasks", user_id)
     try:
         async for event in hub.subscribe_user(user_id, current=current):
-            yield ScanProgress.from_event(event)
+            yield progress_of(event)
     finally:
         logger.debug("user %s unsubscribed from all own tasks", user_id)
 

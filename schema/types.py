@@ -183,6 +183,8 @@ class Finding:
         )
 
 
+# Subscribers with the same operation share the result of each event (schema.sharing), so a
+# field added here must not read the request context or have side effects.
 @strawberry.type(description="State of a scan task at one moment, sent live while it runs.")
 class ScanProgress:
     task_id: strawberry.ID

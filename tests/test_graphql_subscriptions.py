@@ -139,6 +139,35 @@ def test_scan_progress_sends_snapshot_then_live_events(client: TestClient, proto
         ws.__exit__(None, None, None)
 
 
+def test_scan_progress_subscribers_get_own_ids(client: TestClient) -> None:
+    # Both subscribers share one execution and one payload text per live event, but each
+    # frame must carry the id of its own operation.
+    user_id = new_user_id()
+    task = insert_task(client, user_id, ScanStatus.QUEUED)
+    publish(client, task)
+    payload = {"query": PROGRESS, "variables": {"taskId": str(task.id)}}
+
+    sockets = [connect(client, TRANSPORT_WS, user_id) for _ in range(2)]
+    try:
+        for socket, operation_id in zip(sockets, ["first", "second"], strict=True):
+            socket.send_json({"id": operation_id, "type": "subscribe", "payload": payload})
+        snapshots = [receive(socket) for socket in sockets]
+        assert [snapshot["id"] for snapshot in snapshots] == ["first", "second"]
+
+        publish(client, task, status=ScanStatus.RUNNING, percent=60.0, processed=60, total=100)
+        frames = [receive(socket) for socket in sockets]
+    finally:
+        for socket in sockets:
+            socket.__exit__(None, None, None)
+
+    assert [frame["id"] for frame in frames] == ["first", "second"]
+    assert [frame["type"] for frame in frames] == ["next", "next"]
+    assert frames[0]["payload"] == frames[1]["payload"]
+    progress = frames[0]["payload"]["data"]["scanProgress"]
+    assert progress["percent"] == 60.0
+    assert progress["processed"] == 60
+
+
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
 def test_scan_progress_of_finished_task_ends_at_once(client: TestClient, protocol: str) -> None:
     user_id = new_user_id()

@@ -160,6 +160,9 @@ class ApiProcess(ManagedProcess):
         command = [
             sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
             "--host", HOST, "--port", str(self.port), "--log-level", "info",
+            # Progress frames are a few hundred bytes, so compressing each one costs CPU per
+            # subscriber and saves almost nothing.
+            "--ws-per-message-deflate", "false",
         ]  # fmt: skip
         super().__init__("uvicorn API", command, log_file, env)
 
