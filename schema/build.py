@@ -24,8 +24,9 @@ from schema.subscriptions import ProgressExecutor, Subscription
 
 #: Distinct documents whose parse and validation results each process keeps.
 CACHED_DOCUMENTS = 256
-#: Maximum length of a query text kept in the parse cache, in characters. The token limit does not bound
-#: the text (whitespace and comments are not tokens), so a longer query is parsed each time.
+#: Maximum length of a query text kept in the parse cache, in characters. The token limit
+#: does not bound the text (whitespace and comments are not tokens), so a longer query is
+#: parsed each time.
 MAX_CACHED_QUERY_CHARS = 64 * 1024
 
 
