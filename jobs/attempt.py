@@ -246,7 +246,7 @@ class AttemptState:
                 self.task.user_id,
             )
             return
-        await send_scan(task, delay_s=delay_s)
+        await send_scan(self.rt, task, delay_s=delay_s)
         logger.info(
             "task %s user %s retry %d in %.1f s after %s: %s",
             self.task_id,
@@ -276,7 +276,7 @@ class AttemptState:
             # release_task matches RUNNING only, so the task was cancelled meanwhile.
             await self._cancelled()
             return
-        message_id = await send_scan(task)
+        message_id = await send_scan(self.rt, task)
         logger.info(
             "task %s user %s released by %s at shutdown after %d of %d messages; "
             "sent again as message %s",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from jobs.claim_lock import claim_lock
 from jobs.documents import ScanTask, utcnow
 from jobs.runtime import Runtime
 
@@ -21,25 +22,31 @@ def _dq_name(queue_name: str) -> str:
     return f"{queue_name}.DQ"
 
 
-async def send_scan(task: ScanTask, *, delay_s: float | None = None) -> str:
-    """Send ``scan_mailbox(task.id)``, after ``delay_s`` seconds when given; return its id."""
+async def send_scan(rt: Runtime, task: ScanTask, *, delay_s: float | None = None) -> str:
+    """Send ``scan_mailbox(task.id)``, after ``delay_s`` seconds when given; return its id.
+
+    The send and the record of its ids hold the task's claim lock, so a worker that receives
+    the message claims the task only after the record is written. On FerretDB 1.24 the record
+    written during the claim undid the claim (see :mod:`jobs.task_state`).
+    """
     # Imported here because declaring the actor needs the broker, which each process sets up.
     from jobs.actors import scan_mailbox
 
     delay_ms = None if delay_s is None else int(delay_s * 1000)
-    message = await asyncio.to_thread(
-        scan_mailbox.send_with_options, args=(str(task.id),), delay=delay_ms
-    )
-    await ScanTask.get_pymongo_collection().update_one(
-        {"_id": task.id},
-        {
-            "$set": {
-                "message_id": message.message_id,
-                "broker_message_id": message.options.get("redis_message_id"),
-                "queued_at": utcnow(),
-            }
-        },
-    )
+    async with claim_lock(rt, str(task.id)):
+        message = await asyncio.to_thread(
+            scan_mailbox.send_with_options, args=(str(task.id),), delay=delay_ms
+        )
+        await ScanTask.get_pymongo_collection().update_one(
+            {"_id": task.id},
+            {
+                "$set": {
+                    "message_id": message.message_id,
+                    "broker_message_id": message.options.get("redis_message_id"),
+                    "queued_at": utcnow(),
+                }
+            },
+        )
     return str(message.message_id)
 
 

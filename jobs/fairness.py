@@ -70,7 +70,7 @@ async def admit(rt: Runtime, task: ScanTask, worker_id: str) -> bool:
         logger.warning("task %s lost its lease while being held back", task.id)
         return False
     delay_s = rt.settings.admission_retry_s * random.uniform(1.0, 1.5)
-    await send_scan(task, delay_s=delay_s)
+    await send_scan(rt, task, delay_s=delay_s)
     logger.info(
         "task %s user %s held back: %d other scans running, limit %d; sent again in %.1f s",
         task.id,

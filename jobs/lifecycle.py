@@ -104,7 +104,7 @@ def _already_running(account_id: str, active: ScanTask) -> ScanAlreadyRunningErr
 
 
 async def _enqueue(rt: Runtime, task: ScanTask) -> None:
-    message_id = await send_scan(task)
+    message_id = await send_scan(rt, task)
     logger.info("task %s user %s enqueued as message %s", task.id, task.user_id, message_id)
 
 

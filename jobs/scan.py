@@ -317,7 +317,7 @@ async def _settle(
 async def run_scan(rt: Runtime, task_id: str, worker_id: str) -> None:
     """Run one attempt of ``task_id`` if this worker can claim it; otherwise do nothing."""
     if stop_requested():
-        await _pass_on(task_id, worker_id)
+        await _pass_on(rt, task_id, worker_id)
         return
 
     async with claim_lock(rt, task_id):
@@ -367,7 +367,7 @@ async def run_scan(rt: Runtime, task_id: str, worker_id: str) -> None:
 PASS_ON_DELAY_S = 1.0
 
 
-async def _pass_on(task_id: str, worker_id: str) -> None:
+async def _pass_on(rt: Runtime, task_id: str, worker_id: str) -> None:
     """Send the task again without claiming it, because this worker process is stopping.
 
     A worker thread can still receive a message after the shutdown began, and returning
@@ -376,7 +376,7 @@ async def _pass_on(task_id: str, worker_id: str) -> None:
     task = await ScanTask.get(parse_object_id(task_id))
     if task is None or task.status != ScanStatus.QUEUED:
         return
-    message_id = await send_scan(task, delay_s=PASS_ON_DELAY_S)
+    message_id = await send_scan(rt, task, delay_s=PASS_ON_DELAY_S)
     logger.info(
         "task %s user %s not started: %s is shutting down; sent again as message %s",
         task_id,

@@ -90,7 +90,7 @@ async def rescue_expired(rt: Runtime) -> int:
             # The rescue message sent earlier still waits for a free worker thread, so
             # another copy would only lengthen the queue.
             continue
-        message_id = await send_scan(task)
+        message_id = await send_scan(rt, task)
         sent += 1
         logger.warning(
             "task %s user %s: lease of %s expired at %s; sent again as message %s",
@@ -117,7 +117,7 @@ async def resend_lost(rt: Runtime) -> int:
     async for task in waiting:
         if await message_queued(rt, task):
             continue
-        message_id = await send_scan(task)
+        message_id = await send_scan(rt, task)
         sent += 1
         logger.warning(
             "task %s user %s: QUEUED but its message %s is missing from the broker; "

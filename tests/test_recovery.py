@@ -119,7 +119,7 @@ async def test_duplicate_delivery_does_no_work(
 
     task_id = await start(rt, user.name, account_id)
     running = await wait_for_task(task_id, lambda task: task.processed >= 30)
-    await send_scan(running)
+    await send_scan(rt, running)
 
     done = await wait_for_status(task_id, ScanStatus.COMPLETED, timeout_s=60)
     assert done.attempts == 1
