@@ -70,7 +70,8 @@ def source_state() -> str:
     """Describe the commit measured and whether the working tree had uncommitted changes."""
     commit = _first_line(["git", "rev-parse", "--short", "HEAD"])
     changed = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
+        # The report file itself is left out: every run rewrites it.
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/benchmarks.md"],
         capture_output=True, text=True, timeout=10, check=False,
     ).stdout.strip()  # fmt: skip
     return f"commit {commit}" + (" with uncommitted changes in the working tree" if changed else "")
