@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    results = Results(command="make bench", options=vars(args))
+    results = Results(command="make bench", options=vars(args), load_before=os.getloadavg()[0])
     bench = Bench(keep=args.keep)
     started = time.monotonic()
     bench.start()

@@ -34,6 +34,8 @@ class Results:
     command: str
     options: dict[str, Any]
     duration_s: float = 0.0
+    #: One-minute load average of the machine just before the suite started.
+    load_before: float = 0.0
     b1: Latency | None = None
     b2: Throughput | None = None
     b3: list[FanOut] = field(default_factory=list)
@@ -242,8 +244,8 @@ def measured_section(r: Results) -> list[str]:
         f"{_cpu_model()}. Run time of the suite: {r.duration_s / 60:.1f} min.", "",
         f"Code: {source_state()}.", "",
         "Software: " + "; ".join(versions()) + ".", "",
-        "Other engineers' test runs shared the two cores while this ran; the load generators, "
-        "the servers, the API and the workers all ran on the same machine.", "",
+        f"Load average over the minute before the suite started: {r.load_before:.2f}. The load "
+        "generators, the servers, the API and the workers all ran on this machine.", "",
         "## Summary", "", *summary_rows(r), "", "## Raw figures",
     ]  # fmt: skip
     return [*head, *details(r), "", END]
