@@ -21,7 +21,7 @@ stop:
 	$(PYTHON) -m scripts.services stop --profile run
 	$(PYTHON) -m scripts.services stop --profile test
 
-# Benchmarks B1-B5 on servers of their own (about 10 minutes); rewrites docs/benchmarks.md.
+# Benchmarks B1-B5 on servers of their own (about 3 minutes); rewrites docs/benchmarks.md.
 # Options: make bench BENCH_ARGS="--runs 1 --memory-sizes 5000".
 bench: install
 	$(PYTHON) -m bench $(BENCH_ARGS)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import strawberry
 from graphql import GraphQLError
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, OperationFailure
 from redis.exceptions import ConnectionError as RedisConnectionError
 from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext, ExecutionResult
@@ -26,9 +26,17 @@ INTERNAL_ERROR_MESSAGE = "internal server error; the failure was logged, try aga
 UNAVAILABLE_MESSAGE = "the database or Redis was briefly unavailable; try again"
 
 
+#: Text of the error FerretDB on SQLite returns while another write holds the database lock.
+SQLITE_BUSY = "SQLITE_BUSY"
+
+
 def is_outage(error: GraphQLError) -> bool:
-    """Tell whether ``error`` came from a lost database or Redis connection."""
-    return isinstance(error.original_error, ConnectionFailure | RedisConnectionError)
+    """Tell whether ``error`` came from a lost database or Redis connection, or from a database
+    that is busy for now (FerretDB on SQLite while a long write holds its lock)."""
+    original = error.original_error
+    if isinstance(original, OperationFailure):
+        return SQLITE_BUSY in str(original)
+    return isinstance(original, ConnectionFailure | RedisConnectionError)
 
 
 def is_unexpected(error: GraphQLError) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 from graphql import GraphQLError
-from pymongo.errors import AutoReconnect
+from pymongo.errors import AutoReconnect, OperationFailure
 from strawberry.types import ExecutionResult
 
 from schema.masking import INTERNAL_ERROR_MESSAGE, UNAVAILABLE_MESSAGE, MaskUnexpectedErrors
@@ -21,6 +21,18 @@ def test_lost_database_connection_is_service_unavailable() -> None:
     masked = MaskUnexpectedErrors().anonymise_error(unexpected(AutoReconnect("closed")))
     assert masked.message == UNAVAILABLE_MESSAGE
     assert masked.extensions == {"code": "SERVICE_UNAVAILABLE"}
+
+
+def test_busy_sqlite_database_is_service_unavailable() -> None:
+    busy = OperationFailure("database is locked (5) (SQLITE_BUSY)", code=1)
+    masked = MaskUnexpectedErrors().anonymise_error(unexpected(busy))
+    assert masked.message == UNAVAILABLE_MESSAGE
+    assert masked.extensions == {"code": "SERVICE_UNAVAILABLE"}
+
+
+def test_other_database_failure_is_internal_error() -> None:
+    masked = MaskUnexpectedErrors().anonymise_error(unexpected(OperationFailure("bad", code=2)))
+    assert masked.extensions == {"code": "INTERNAL_SERVER_ERROR"}
 
 
 def test_other_failure_is_internal_error() -> None:
