@@ -33,7 +33,7 @@ class PrefetchPerThread(Middleware):
         logger.info("worker prefetch set to %d messages", worker.queue_prefetch)
 
 
-#: Longest pause of an idle consumer between two fetches from Redis, in milliseconds.
+#: Maximum pause of an idle consumer between two fetches from Redis, in milliseconds.
 IDLE_FETCH_INTERVAL_MS = 100
 
 

@@ -144,12 +144,12 @@ async def test_account_slot_keeps_one_of_racing_tasks(api: Api) -> None:
         *(lifecycle._claim_account_slot(task) for task in tasks), return_exceptions=True
     )
 
-    kept = [task for task, outcome in zip(tasks, outcomes, strict=True) if outcome is None]
-    assert len(kept) == 1
+    winners = [task for task, outcome in zip(tasks, outcomes, strict=True) if outcome is None]
+    assert len(winners) == 1
     rejected = [outcome for outcome in outcomes if outcome is not None]
     assert all(isinstance(outcome, ScanAlreadyRunningError) for outcome in rejected), rejected
     remaining = await ScanTask.find({"account_id": str(account.id)}).to_list()
-    assert [task.id for task in remaining] == [kept[0].id]
+    assert [task.id for task in remaining] == [winners[0].id]
 
 
 async def test_start_on_other_users_account_is_not_found(api: Api) -> None:
